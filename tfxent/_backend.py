@@ -1,0 +1,104 @@
+"""Which implementation computes a call: tfxent's custom op or the composite of TF primitives.
+
+One function decides, so the decision is easy to see (`tfxent doctor`, the `tfxent` debug
+log, the op types in a traced graph). The custom op is the default for every CPU call; the
+composite path exists only where the op cannot run (DESIGN.md, "The core").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+
+import tensorflow as tf
+from tensorflow.python.framework import ops
+from tensorflow.python.ops import control_flow_util
+
+from tfxent import _build
+
+OP = "custom-op"
+COMPOSITE = "composite"
+log = logging.getLogger("tfxent")
+
+ENVIRONMENT = {
+    "TFXENT_REQUIRE_OP": "1: a failure to build or load the custom op is an error, not a "
+    "warning and a fallback (CI and tests set it)",
+    "TFXENT_FORCE_COMPOSITE": "1: compute every call with the composite path of TF primitives",
+    "TFXENT_CACHE_DIR": "where compiled ops are cached (default $XDG_CACHE_HOME/tfxent)",
+    "TFXENT_AUDIT": "1: record v1->v2 migration hazards during execution (tfxent.audit)",
+    "CXX": "the C++ compiler used to build the op (default c++)",
+}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") == "1"
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str
+    reason: str
+    xla: bool = False
+
+
+_state_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def op_library() -> object | None:
+    """The loaded op library, or None (with one warning) when it cannot be built.
+
+    `TFXENT_REQUIRE_OP=1` turns that into an error, so CI never passes on the fallback.
+    """
+    with _state_lock:
+        if "library" not in _state:
+            try:
+                _state["library"] = _build.load()
+            except _build.BuildError as err:
+                if _flag("TFXENT_REQUIRE_OP"):
+                    raise
+                _state["library"] = None
+                _state["error"] = str(err)
+                warnings.warn(
+                    f"{err}\ntfxent falls back to its composite path (slower, same results).",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+        return _state["library"]
+
+
+def load_error() -> str | None:
+    """Why the op library is unavailable, if it was tried and failed."""
+    return _state.get("error")  # type: ignore[return-value]
+
+
+def in_xla_context() -> bool:
+    """True while tracing for XLA (`jit_compile=True`); read at trace time like TF's switch."""
+    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
+def _on_device_without_kernel(tensor: tf.Tensor) -> bool:
+    """tfxent has CPU kernels only; a tensor placed elsewhere uses the composite path rather
+    than a silent copy to the host and back."""
+    device = getattr(tensor, "device", "") or ""
+    return bool(device) and "CPU" not in device.upper()
+
+
+def choose(logits: tf.Tensor) -> Choice:
+    """Pick the backend for one call (in graph mode: for the traced graph)."""
+    if in_xla_context():
+        return Choice(COMPOSITE, "inside an XLA context (jit_compile): TF's XLA semantics", True)
+    if _flag("TFXENT_FORCE_COMPOSITE"):
+        return Choice(COMPOSITE, "TFXENT_FORCE_COMPOSITE=1")
+    if _on_device_without_kernel(logits):
+        return Choice(COMPOSITE, f"no tfxent kernel for device {logits.device}")
+    if op_library() is None:
+        return Choice(COMPOSITE, "the custom op could not be built")
+    return Choice(OP, "default")
+
+
+def describe(choice: Choice) -> None:
+    log.debug("tfxent backend: %s (%s)", choice.backend, choice.reason)

@@ -1,0 +1,156 @@
+"""Thin wrappers of tfxent's custom ops and their registered gradients.
+
+Gradients (spec §6): the forward ops save one row statistic; the gradient ops write
+g·(softmax − labels) in one pass. The labels' gradient −g·log_softmax(logits) is built only
+when some tape or graph asks for it, and second order is expressed in TF primitives so that
+it matches TF's registered gradient term for term (label-independent Hessian, zero mixed
+term in kernel mode) and third order keeps working.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow.python.framework import ops
+from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
+
+from tfxent import _backend
+
+_WIDENED = (tf.float16, tf.bfloat16)
+
+
+def compute_dtype(dtype: tf.DType) -> tf.DType:
+    """The dtype the kernels compute in: TF upcasts f16/bf16 logits to f32 (spec §4)."""
+    return tf.float32 if dtype in _WIDENED else dtype
+
+
+def _library() -> object:
+    library = _backend.op_library()
+    if library is None:  # only reachable if the op vanished after a graph was built with it
+        raise RuntimeError(f"tfxent: the custom op is unavailable: {_backend.load_error()}")
+    return library
+
+
+def dense_loss(features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name: str) -> tf.Tensor:
+    loss, _ = _library().tfxent_softmax_xent(
+        features, labels, deterministic=deterministic, name=name
+    )
+    return loss
+
+
+def sparse_loss(
+    features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name: str
+) -> tf.Tensor:
+    loss, _ = _library().tfxent_sparse_softmax_xent(
+        features, labels, deterministic=deterministic, name=name
+    )
+    return loss
+
+
+def _wants_gradient(op: ops.Operation, index: int) -> bool:
+    """False when eager autodiff says nobody needs input `index` (e.g. v1's stopped labels)."""
+    skip = getattr(op, "skip_input_indices", None)
+    return skip is None or index not in skip
+
+
+def _broadcast_mul(vec: tf.Tensor, mat: tf.Tensor) -> tf.Tensor:
+    """nn_grad.py's _BroadcastMul: vec [N] times each row of mat [N, C]."""
+    return array_ops.expand_dims(vec, -1) * mat
+
+
+def _reduce_to_shape(grad: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Sum a broadcast [N, C] gradient back to `target`'s shape, as Mul's gradient does."""
+    target_shape = array_ops.shape(target)
+    _, reduce_axes = tf.raw_ops.BroadcastGradientArgs(s0=array_ops.shape(grad), s1=target_shape)
+    return array_ops.reshape(math_ops.reduce_sum(grad, reduce_axes), target_shape)
+
+
+def _labels_gradient(features: tf.Tensor, labels: tf.Tensor, grad_loss: tf.Tensor) -> tf.Tensor:
+    """−g·log_softmax(logits), computed as TF does in the widened dtype (spec §6)."""
+    dtype = compute_dtype(features.dtype)
+    log_probs = gen_nn_ops.log_softmax(math_ops.cast(features, dtype))
+    grad = _broadcast_mul(math_ops.cast(grad_loss, dtype), -log_probs)
+    return math_ops.cast(grad, labels.dtype)
+
+
+@ops.RegisterGradient("TfxentSoftmaxXent")
+def _dense_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Tensor):
+    features, labels = op.inputs
+    deterministic = op.get_attr("deterministic")
+    backprop = _library().tfxent_softmax_xent_grad(
+        features, labels, op.outputs[1], grad_loss, deterministic=deterministic
+    )
+    grad_labels = None
+    if _wants_gradient(op, 1):
+        grad_labels = _labels_gradient(features, labels, grad_loss)
+    if deterministic:
+        # TF's determinism path broadcasts with Mul, whose gradient sums over the broadcast
+        # dimensions; the kernel path returns [N, C] and then fails as TF's does (spec §6).
+        backprop = _reduce_to_shape(backprop, features)
+        if grad_labels is not None:
+            grad_labels = _reduce_to_shape(grad_labels, labels)
+    return backprop, grad_labels
+
+
+@ops.RegisterGradient("TfxentSparseSoftmaxXent")
+def _sparse_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Tensor):
+    features, labels = op.inputs
+    backprop = _library().tfxent_sparse_softmax_xent_grad(
+        features, labels, op.outputs[1], grad_loss
+    )
+    return backprop, None
+
+
+def _hessian_vector_product(softmax: tf.Tensor, grad_grad: tf.Tensor) -> tf.Tensor:
+    """(diag(s) − s sᵀ)·v per row, in nn_grad.py's order of operations (spec §6)."""
+    projected = array_ops.squeeze(
+        math_ops.matmul(array_ops.expand_dims(grad_grad, 1), array_ops.expand_dims(softmax, 2)),
+        axis=1,
+    )
+    return (grad_grad - projected) * softmax
+
+
+def _widened_inputs(op: ops.Operation, grad_backprop: tf.Tensor):
+    """softmax(features), g and the upstream gradient v of a gradient op, widened."""
+    features, _labels, _stats, grad_loss = op.inputs
+    dtype = compute_dtype(features.dtype)
+    softmax = gen_nn_ops.softmax(math_ops.cast(features, dtype))
+    return softmax, math_ops.cast(grad_loss, dtype), math_ops.cast(grad_backprop, dtype)
+
+
+@ops.RegisterGradient("TfxentSoftmaxXentGrad")
+def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
+    features, labels, _stats, grad_loss = op.inputs
+    deterministic = op.get_attr("deterministic")
+    softmax, g, v = _widened_inputs(op, grad_backprop)
+    y = math_ops.cast(labels, softmax.dtype)
+    scale = math_ops.reduce_sum(y, axis=-1, keepdims=True) if deterministic else 1.0
+    grad_features = _hessian_vector_product(softmax, _broadcast_mul(g, v)) * scale
+    grad_g = math_ops.reduce_sum(v * (softmax * scale - y), axis=-1)
+    if deterministic:
+        # d/dy of g·(s·Σy − y) is g·(s·1ᵀ − I): the true mixed term (spec §9).
+        sv = math_ops.reduce_sum(v * softmax, axis=-1, keepdims=True)
+        grad_labels = _reduce_to_shape(_broadcast_mul(g, sv - v), labels)
+    else:
+        # TF's kernel gradient treats the backprop as label-free: the mixed term is 0 (spec §6).
+        grad_labels = array_ops.zeros_like(labels)
+    return (
+        math_ops.cast(grad_features, features.dtype),
+        math_ops.cast(grad_labels, labels.dtype),
+        None,
+        math_ops.cast(grad_g, grad_loss.dtype),
+    )
+
+
+@ops.RegisterGradient("TfxentSparseSoftmaxXentGrad")
+def _sparse_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
+    features, labels, _stats, grad_loss = op.inputs
+    softmax, g, v = _widened_inputs(op, grad_backprop)
+    one_hot = array_ops.one_hot(labels, array_ops.shape(features)[-1], dtype=softmax.dtype)
+    grad_features = _hessian_vector_product(softmax, _broadcast_mul(g, v))
+    grad_g = math_ops.reduce_sum(v * (softmax - one_hot), axis=-1)
+    return (
+        math_ops.cast(grad_features, features.dtype),
+        None,
+        None,
+        math_ops.cast(grad_g, grad_loss.dtype),
+    )

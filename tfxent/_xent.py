@@ -1,0 +1,159 @@
+"""The core: TF's Python layer of the xent functions, with tfxent's backends underneath.
+
+`dense` reproduces nn_ops.softmax_cross_entropy_with_logits_v2_helper and `sparse`
+reproduces nn_ops.sparse_softmax_cross_entropy_with_logits (spec §3–§5, §9) statement by
+statement, with the same TF primitives around the kernel, so that conversion, dtype rules,
+axis handling, flattening, static shapes, name scopes and every error they raise are TF's.
+Only the kernel call is replaced: by tfxent's custom op, or by the composite path where the
+op cannot run (see _backend.choose).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow.python.eager import context
+from tensorflow.python.framework import config, ops
+from tensorflow.python.ops import array_ops, check_ops, math_ops
+
+from tfxent import _backend, _composite, _ops
+
+# Label dtypes the dense op reads directly for f32 compute: widening them is exact, so TF's
+# cast to float32 (spec §4) need not be materialised as an [N, C] copy.
+_EXACTLY_WIDENED_LABELS = (tf.float16, tf.bfloat16, tf.float32)
+
+
+def _flatten_outer_dims(x: tf.Tensor) -> tf.Tensor:
+    """nn_ops._flatten_outer_dims: reshape to [-1, last] and keep a static shape in graphs."""
+    rank = array_ops.rank(x)
+    last_dim_size = array_ops.slice(array_ops.shape(x), [math_ops.subtract(rank, 1)], [1])
+    output = array_ops.reshape(x, array_ops.concat([[-1], last_dim_size], 0))
+    if not context.executing_eagerly():
+        shape = x.get_shape()
+        if shape is not None and shape.dims is not None:
+            dims = shape.as_list()
+            if all(d is not None for d in dims[:-1]):
+                product = 1
+                for d in dims[:-1]:
+                    product *= d
+                output.set_shape([product, dims[-1]])
+    return output
+
+
+def _move_dim_to_end(x: tf.Tensor, dim_index: int, rank: tf.Tensor) -> tf.Tensor:
+    """TF's transpose that moves `dim_index` last; a negative index other than −1 fails in
+    its Range op exactly as TF's does (spec §0.4)."""
+    return array_ops.transpose(
+        x,
+        array_ops.concat(
+            [math_ops.range(dim_index), math_ops.range(dim_index + 1, rank), [dim_index]], 0
+        ),
+    )
+
+
+def _dense_kernel(
+    logits: tf.Tensor, labels: tf.Tensor, choice: _backend.Choice, name: str
+) -> tf.Tensor:
+    """The [N, C] kernel call that TF makes to SoftmaxCrossEntropyWithLogits."""
+    deterministic = config.is_op_determinism_enabled()
+    if choice.backend == _backend.OP:
+        return _ops.dense_loss(logits, labels, deterministic, name)
+    return _composite.dense(logits, labels, deterministic, choice.xla)
+
+
+def dense(labels: object, logits: object, axis: object, name: str | None) -> tf.Tensor:
+    """softmax_cross_entropy_with_logits_v2_helper after the `dim`/`axis` lookup."""
+    if axis is None:
+        axis = -1
+    with ops.name_scope(name, "softmax_cross_entropy_with_logits", [logits, labels]) as name:
+        logits = ops.convert_to_tensor(logits, name="logits")
+        labels = ops.convert_to_tensor(labels, name="labels")
+        choice = _backend.choose(logits)
+        _backend.describe(choice)
+        widen = logits.dtype in (tf.float16, tf.bfloat16)
+        # The op widens f16/bf16 in registers; the composite path casts as TF does.
+        read_narrow = widen and choice.backend == _backend.OP
+        precise_logits = math_ops.cast(logits, tf.float32) if widen and not read_narrow else logits
+        label_dtype = tf.float32 if widen else precise_logits.dtype
+        if not (read_narrow and labels.dtype in _EXACTLY_WIDENED_LABELS):
+            labels = math_ops.cast(labels, label_dtype)
+        input_rank = array_ops.rank(precise_logits)
+        shape = logits.get_shape()
+        if axis != -1:
+            precise_logits = _move_dim_to_end(precise_logits, axis, input_rank)
+            labels = _move_dim_to_end(labels, axis, input_rank)
+        input_shape = array_ops.shape(precise_logits)
+        precise_logits = _flatten_outer_dims(precise_logits)
+        labels = _flatten_outer_dims(labels)
+        cost = _dense_kernel(precise_logits, labels, choice, name)
+        output_shape = array_ops.slice(input_shape, [0], [math_ops.subtract(input_rank, 1)])
+        cost = array_ops.reshape(cost, output_shape)
+        if not context.executing_eagerly() and shape is not None and shape.dims is not None:
+            static = shape.as_list()
+            del static[axis]
+            cost.set_shape(static)
+        return math_ops.cast(cost, logits.dtype) if widen else cost
+
+
+def _sparse_kernel(logits: tf.Tensor, labels: tf.Tensor, choice: _backend.Choice, name: str):
+    """The [N, C] kernel call TF makes to SparseSoftmaxCrossEntropyWithLogits."""
+    deterministic = config.is_op_determinism_enabled()
+    if choice.backend == _backend.OP:
+        return _ops.sparse_loss(logits, labels, deterministic, name)
+    return _composite.sparse(logits, labels, deterministic, choice.xla)
+
+
+def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
+    """nn_ops.sparse_softmax_cross_entropy_with_logits after `_ensure_xent_args`."""
+    with ops.name_scope(name, "SparseSoftmaxCrossEntropyWithLogits", [labels, logits]):
+        labels = ops.convert_to_tensor(labels)
+        logits = ops.convert_to_tensor(logits)
+        choice = _backend.choose(logits)
+        _backend.describe(choice)
+        # TF upcasts only float16 here; bfloat16 stays bfloat16 (spec §4). The op reads f16
+        # and widens in registers, which is the same arithmetic without an [N, C] copy.
+        is_half = logits.dtype == tf.float16
+        upcast = is_half and choice.backend != _backend.OP
+        precise_logits = math_ops.cast(logits, tf.float32) if upcast else logits
+
+        labels_static_shape = labels.get_shape()
+        labels_shape = array_ops.shape(labels)
+        logits_shape = logits.get_shape()
+        static_shapes_fully_defined = (
+            labels_static_shape.is_fully_defined() and logits_shape[:-1].is_fully_defined()
+        )
+        if logits_shape.ndims is not None and logits_shape.ndims == 0:
+            raise ValueError(f"`logits` cannot be a scalar. Received logits={logits}`")
+        if (
+            logits_shape.ndims is not None
+            and labels_static_shape.ndims is not None
+            and labels_static_shape.ndims != logits_shape.ndims - 1
+        ):
+            raise ValueError(
+                "`labels.shape.rank` must equal `logits.shape.rank - 1`. "
+                f"Received: labels.shape={labels_static_shape} of rank "
+                f"{labels_static_shape.rank} and logits.shape={logits_shape} "
+                f"of rank {logits_shape.rank}"
+            )
+        if static_shapes_fully_defined and labels_static_shape != logits_shape[:-1]:
+            raise ValueError(
+                "`labels.shape` must equal `logits.shape` except for "
+                f"the last dimension. Received: labels.shape={labels_static_shape} "
+                f"and logits.shape={logits_shape}"
+            )
+        if logits_shape.ndims == 2:
+            cost = _sparse_kernel(precise_logits, labels, choice, name)
+            return math_ops.cast(cost, tf.float16) if is_half else cost
+
+        shape_checks = []
+        if not static_shapes_fully_defined:
+            shape_checks.append(
+                check_ops.assert_equal(array_ops.shape(labels), array_ops.shape(logits)[:-1])
+            )
+        with ops.control_dependencies(shape_checks):
+            num_classes = array_ops.shape(logits)[array_ops.rank(logits) - 1]
+            precise_logits = array_ops.reshape(precise_logits, [-1, num_classes])
+            labels = array_ops.reshape(labels, [-1])
+            cost = _sparse_kernel(precise_logits, labels, choice, name)
+            cost = array_ops.reshape(cost, labels_shape)
+            cost.set_shape(labels_static_shape)
+            return math_ops.cast(cost, tf.float16) if is_half else cost

@@ -1,0 +1,432 @@
+// CPU kernels for the ops of xent_ops.cc: validate inputs with TF's messages, allocate the
+// outputs, split the rows over TF's intra-op thread pool and call the row math of xent_rows.h.
+//
+// Work unit: one (row, class chunk) pair. A row longer than kClassChunk is always cut at the
+// same multiples of kClassChunk and its chunk statistics are merged in chunk order, so a
+// result never depends on how many threads ran or how the pool sharded the units (results
+// are bit-identical for any intra-op thread count), and a few rows with a huge class count
+// still spread over every thread.
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/util/bcast.h"
+#include "tensorflow/core/util/work_sharder.h"
+#include "xent_rows.h"
+
+namespace tfxent {
+
+using ::tensorflow::BCast;
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tensorflow::TensorShapeUtils;
+namespace errors = ::tensorflow::errors;
+
+// Where long rows are cut. 32768 f32 classes are 128 KiB: a chunk's second sweep over its
+// L1-sized blocks never leaves L2, and [8, 10^6] still yields 248 units for the pool.
+constexpr int64_t kClassChunk = 32768;
+// Rough cycles per element of a forward or backward sweep, for the pool's shard sizing.
+constexpr int64_t kCyclesPerElement = 8;
+constexpr int kRowStats = 3;  // (max, sum_exp, sum_y), as registered in xent_ops.cc
+
+int64_t ChunksPerRow(int64_t classes) {
+  return std::max<int64_t>(1, (classes + kClassChunk - 1) / kClassChunk);
+}
+
+// Runs fn(row, chunk_begin, chunk_size) for every (row, chunk) unit on TF's intra-op pool.
+template <typename Fn>
+void ForEachRowChunk(OpKernelContext* ctx, int64_t rows, int64_t classes, Fn fn) {
+  const int64_t chunks = ChunksPerRow(classes);
+  const int64_t unit_size = std::min(classes, kClassChunk);
+  auto work = [&](int64_t begin_unit, int64_t end_unit) {
+    for (int64_t unit = begin_unit; unit < end_unit; ++unit) {
+      const int64_t row = unit / chunks;
+      const int64_t begin = (unit % chunks) * kClassChunk;
+      fn(row, begin, std::min(kClassChunk, classes - begin));
+    }
+  };
+  const auto& threads = *ctx->device()->tensorflow_cpu_worker_threads();
+  ::tensorflow::Shard(threads.num_threads, threads.workers, rows * chunks,
+                      std::max<int64_t>(1, unit_size) * kCyclesPerElement, work);
+}
+
+// The rows of a dense call after TF's BCast (xent_op.cc): x is [rows, classes] row-major;
+// labels are read with zero strides where they broadcast ([1, C], [N, 1], [C], scalar).
+template <typename T, typename L>
+struct DenseRows {
+  const T* x = nullptr;
+  const L* y = nullptr;
+  int64_t y_row_stride = 0;
+  int64_t y_col_stride = 0;
+  int64_t rows = 0;
+  int64_t classes = 0;
+  Tensor x_broadcast;  // owns logits materialised to [rows, classes] when *they* broadcast
+
+  const T* x_row(int64_t i) const { return x + i * classes; }
+  const L* y_row(int64_t i) const { return y + i * y_row_stride; }
+};
+
+// A rank <= 2 shape as [rows, cols], padding leading dimensions with 1 (BCast's rule).
+void AsMatrix(const TensorShape& shape, int64_t* rows, int64_t* cols) {
+  const int d = shape.dims();
+  *cols = d >= 1 ? shape.dim_size(d - 1) : 1;
+  *rows = d >= 2 ? shape.dim_size(d - 2) : 1;
+}
+
+template <typename T, typename L>
+absl::Status PrepareDense(OpKernelContext* ctx, const Tensor& logits, const Tensor& labels,
+                          bool deterministic, DenseRows<T, L>* out) {
+  TensorShape shape = logits.shape();
+  if (logits.shape() != labels.shape()) {
+    BCast bcast(BCast::FromShape(logits.shape()), BCast::FromShape(labels.shape()),
+                /*fewer_dims_optimization=*/false);
+    if (!bcast.IsValid()) {
+      // Determinism mode: TF multiplies labels · log_softmax(logits) and Mul's check fires
+      // (spec §9); otherwise the kernel's own BCast message (spec §3.1).
+      if (deterministic) {
+        return errors::InvalidArgument("Incompatible shapes: ", labels.shape().DebugString(),
+                                       " vs. ", logits.shape().DebugString());
+      }
+      return errors::InvalidArgument("logits and labels must be broadcastable: logits_size=",
+                                     logits.shape().DebugString(),
+                                     " labels_size=", labels.shape().DebugString());
+    }
+    shape = BCast::ToShape(bcast.output_shape());
+  }
+  if (shape.dims() != 2) {
+    return errors::InvalidArgument(
+        "logits and labels must be either 2-dimensional, or broadcasted to be 2-dimensional");
+  }
+  out->rows = shape.dim_size(0);
+  out->classes = shape.dim_size(1);
+
+  int64_t y_rows, y_cols;
+  AsMatrix(labels.shape(), &y_rows, &y_cols);
+  out->y = labels.flat<L>().data();
+  out->y_col_stride = y_cols == 1 ? 0 : 1;
+  out->y_row_stride = y_rows == 1 ? 0 : y_cols;
+
+  int64_t x_rows, x_cols;
+  AsMatrix(logits.shape(), &x_rows, &x_cols);
+  out->x = logits.flat<T>().data();
+  if (x_rows != out->rows || x_cols != out->classes) {
+    // Logits broadcast against labels (e.g. [N, 1] vs [N, C], spec §3.2): rare enough that a
+    // materialised copy is simpler than a second stride pattern in every row function.
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(logits.dtype(), shape, &out->x_broadcast));
+    T* dst = out->x_broadcast.template flat<T>().data();
+    for (int64_t i = 0; i < out->rows; ++i) {
+      for (int64_t j = 0; j < out->classes; ++j) {
+        dst[i * out->classes + j] = out->x[(x_rows == 1 ? 0 : i) * x_cols + (x_cols == 1 ? 0 : j)];
+      }
+    }
+    out->x = dst;
+  }
+  return absl::OkStatus();
+}
+
+template <typename A>
+void StoreRowStats(const RowAccumulator<A>& acc, double* stats) {
+  stats[0] = static_cast<double>(acc.max);
+  stats[1] = static_cast<double>(acc.sum_exp);
+  stats[2] = static_cast<double>(acc.sum_y);
+}
+
+// Computes every row's merged accumulator with `accumulate(row, begin, size)` and hands it to
+// `finish(row, acc)`. Rows of a single chunk finish inside the unit; longer rows merge their
+// chunk statistics afterwards, in chunk order.
+template <typename A, typename Accumulate, typename Finish>
+void ReduceRows(OpKernelContext* ctx, int64_t rows, int64_t classes, Accumulate accumulate,
+                Finish finish) {
+  const int64_t chunks = ChunksPerRow(classes);
+  if (chunks == 1) {
+    ForEachRowChunk(ctx, rows, classes, [&](int64_t row, int64_t begin, int64_t size) {
+      finish(row, accumulate(row, begin, size));
+    });
+    return;
+  }
+  std::vector<RowAccumulator<A>> partial(rows * chunks);
+  ForEachRowChunk(ctx, rows, classes, [&](int64_t row, int64_t begin, int64_t size) {
+    partial[row * chunks + begin / kClassChunk] = accumulate(row, begin, size);
+  });
+  for (int64_t row = 0; row < rows; ++row) {
+    RowAccumulator<A> acc = partial[row * chunks];
+    for (int64_t k = 1; k < chunks; ++k) acc = Merge(acc, partial[row * chunks + k]);
+    finish(row, acc);
+  }
+}
+
+// loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (spec §3.1); deterministic: spec §9.
+template <typename T, typename L>
+class DenseXentOp : public OpKernel {
+ public:
+  explicit DenseXentOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("deterministic", &deterministic_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    using A = typename Widen<T>::type;
+    DenseRows<T, L> in;
+    OP_REQUIRES_OK(ctx, PrepareDense(ctx, ctx->input(0), ctx->input(1), deterministic_, &in));
+    Tensor* loss = nullptr;
+    Tensor* stats = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({in.rows}), &loss));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({in.rows, kRowStats}), &stats));
+    T* loss_out = loss->flat<T>().data();
+    double* stats_out = stats->flat<double>().data();
+    if (in.rows == 0) return;
+    if (in.classes == 0) {
+      // An empty sum: TF returns 0, and −0 from the determinism path's negation (spec §9).
+      std::fill_n(loss_out, in.rows, static_cast<T>(deterministic_ ? -0.0f : 0.0f));
+      for (int64_t i = 0; i < in.rows; ++i) {
+        StoreRowStats(RowAccumulator<A>{-std::numeric_limits<A>::infinity(), A(0), A(0), A(0)},
+                      stats_out + i * kRowStats);
+      }
+      return;
+    }
+    ReduceRows<A>(
+        ctx, in.rows, in.classes,
+        [&](int64_t i, int64_t begin, int64_t size) {
+          return AccumulateDense(in.x_row(i) + begin, in.y_row(i) + begin * in.y_col_stride,
+                                 in.y_col_stride, size);
+        },
+        [&](int64_t i, const RowAccumulator<A>& acc) {
+          loss_out[i] = static_cast<T>(DenseLoss(acc, deterministic_));
+          StoreRowStats(acc, stats_out + i * kRowStats);
+        });
+  }
+
+ private:
+  bool deterministic_ = false;
+};
+
+// Checks that a gradient op's saved statistics and upstream gradient match its rows.
+absl::Status CheckGradInputs(const Tensor& stats, const Tensor& grad_loss, int64_t rows) {
+  if (stats.dims() != 2 || stats.dim_size(0) != rows || stats.dim_size(1) != kRowStats) {
+    return errors::InvalidArgument("row_stats must be [", rows, ",", kRowStats,
+                                   "], but got shape ", stats.shape().DebugString());
+  }
+  if (grad_loss.dims() != 1 || grad_loss.dim_size(0) != rows) {
+    return errors::InvalidArgument("grad_loss must be [", rows, "], but got shape ",
+                                   grad_loss.shape().DebugString());
+  }
+  return absl::OkStatus();
+}
+
+// backprop_ij = g_i·(exp(z_ij)/s_i·scale_i − y_ij); scale = 1 (TF's kernel, spec §6) or
+// Σ_j y_ij (the true gradient of the determinism path, spec §9).
+template <typename T, typename L>
+class DenseXentGradOp : public OpKernel {
+ public:
+  explicit DenseXentGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("deterministic", &deterministic_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    using A = typename Widen<T>::type;
+    DenseRows<T, L> in;
+    OP_REQUIRES_OK(ctx, PrepareDense(ctx, ctx->input(0), ctx->input(1), deterministic_, &in));
+    const Tensor& stats = ctx->input(2);
+    const Tensor& grad_loss = ctx->input(3);
+    OP_REQUIRES_OK(ctx, CheckGradInputs(stats, grad_loss, in.rows));
+    Tensor* backprop = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(0, TensorShape({in.rows, in.classes}), &backprop));
+    if (in.rows == 0 || in.classes == 0) return;
+    const double* row_stats = stats.flat<double>().data();
+    const T* g = grad_loss.flat<T>().data();
+    T* out = backprop->flat<T>().data();
+    ForEachRowChunk(ctx, in.rows, in.classes, [&](int64_t i, int64_t begin, int64_t size) {
+      const double* s = row_stats + i * kRowStats;
+      const A scale = deterministic_ ? static_cast<A>(s[2]) : A(1);
+      WriteDenseBackprop(in.x_row(i) + begin, in.y_row(i) + begin * in.y_col_stride,
+                         in.y_col_stride, size, static_cast<A>(s[0]), static_cast<A>(s[1]),
+                         static_cast<A>(g[i]), scale, out + i * in.classes + begin);
+    });
+  }
+
+ private:
+  bool deterministic_ = false;
+};
+
+// TF's sparse kernel checks, in TF's order (spec §5).
+absl::Status CheckSparseShapes(const Tensor& logits, const Tensor& labels) {
+  if (!TensorShapeUtils::IsMatrix(logits.shape())) {
+    return errors::InvalidArgument("logits must be 2-D, but got shape ",
+                                   logits.shape().DebugString());
+  }
+  if (!TensorShapeUtils::IsVector(labels.shape())) {
+    return errors::InvalidArgument("labels must be 1-D, but got shape ",
+                                   labels.shape().DebugString());
+  }
+  if (logits.dim_size(0) != labels.dim_size(0)) {
+    return errors::InvalidArgument(
+        "logits and labels must have the same first dimension, got logits shape ",
+        logits.shape().DebugString(), " and labels shape ", labels.shape().DebugString());
+  }
+  return absl::OkStatus();
+}
+
+// Every label must lie in [0, C) before any logit is read with it. TF's kernel reports the
+// minimum when it is negative, else the maximum, followed by all label values (spec §5.6);
+// the determinism path's gather reports the first bad position instead (spec §9).
+template <typename Index>
+absl::Status CheckLabelRange(const Tensor& labels, int64_t classes, bool deterministic) {
+  const Index* label = labels.flat<Index>().data();
+  const int64_t n = labels.NumElements();
+  if (n == 0) return absl::OkStatus();
+  if (deterministic) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (label[i] < 0 || label[i] >= classes) {
+        return errors::InvalidArgument("indices[", i, "] = ", label[i], " is not in [0, ",
+                                       classes, ")");
+      }
+    }
+    return absl::OkStatus();
+  }
+  const auto [lowest, highest] = std::minmax_element(label, label + n);
+  if (*lowest < 0 || *highest >= classes) {
+    const int64_t bad = *lowest < 0 ? *lowest : *highest;
+    return errors::InvalidArgument("Received a label value of ", bad,
+                                   " which is outside the valid range of [0, ", classes,
+                                   ").  Label values: ", labels.SummarizeValue(n));
+  }
+  return absl::OkStatus();
+}
+
+// loss_i = log s_i − z_i,label_i (spec §5); deterministic: −(z_i,label_i − log s_i) (spec §9).
+template <typename T, typename Index>
+class SparseXentOp : public OpKernel {
+ public:
+  explicit SparseXentOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("deterministic", &deterministic_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    using A = typename Widen<T>::type;
+    const Tensor& logits = ctx->input(0);
+    const Tensor& labels = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckSparseShapes(logits, labels));
+    const int64_t rows = logits.dim_size(0);
+    const int64_t classes = logits.dim_size(1);
+    // TF checks the class count before the empty-batch short-cut, so [0, 0] fails too; the
+    // determinism path has no such check and fails in its gather instead.
+    OP_REQUIRES(ctx, deterministic_ || classes > 0,
+                errors::InvalidArgument("Must have at least one class, but got logits shape ",
+                                        logits.shape().DebugString()));
+    if (rows > 0) OP_REQUIRES_OK(ctx, CheckLabelRange<Index>(labels, classes, deterministic_));
+    Tensor* loss = nullptr;
+    Tensor* stats = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({rows}), &loss));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({rows, kRowStats}), &stats));
+    if (rows == 0) return;
+    const T* x = logits.flat<T>().data();
+    const Index* label = labels.flat<Index>().data();
+    T* loss_out = loss->flat<T>().data();
+    double* stats_out = stats->flat<double>().data();
+    ReduceRows<A>(
+        ctx, rows, classes,
+        [&](int64_t i, int64_t begin, int64_t size) {
+          return AccumulateLogits(x + i * classes + begin, size);
+        },
+        [&](int64_t i, const RowAccumulator<A>& acc) {
+          const A x_label = static_cast<A>(x[i * classes + label[i]]);
+          loss_out[i] = static_cast<T>(
+              deterministic_ ? -((x_label - acc.max) - std::log(acc.sum_exp))
+                             : SparseLoss(acc, x_label));
+          StoreRowStats(acc, stats_out + i * kRowStats);
+        });
+  }
+
+ private:
+  bool deterministic_ = false;
+};
+
+// backprop_ij = g_i·(exp(z_ij)/s_i − [j == label_i]) (spec §6).
+template <typename T, typename Index>
+class SparseXentGradOp : public OpKernel {
+ public:
+  explicit SparseXentGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    using A = typename Widen<T>::type;
+    const Tensor& logits = ctx->input(0);
+    const Tensor& labels = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckSparseShapes(logits, labels));
+    const int64_t rows = logits.dim_size(0);
+    const int64_t classes = logits.dim_size(1);
+    const Tensor& stats = ctx->input(2);
+    const Tensor& grad_loss = ctx->input(3);
+    OP_REQUIRES_OK(ctx, CheckGradInputs(stats, grad_loss, rows));
+    Tensor* backprop = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, logits.shape(), &backprop));
+    if (rows == 0 || classes == 0) return;
+    const T* x = logits.flat<T>().data();
+    const Index* label = labels.flat<Index>().data();  // only compared, never used to read
+    const double* row_stats = stats.flat<double>().data();
+    const T* g = grad_loss.flat<T>().data();
+    T* out = backprop->flat<T>().data();
+    ForEachRowChunk(ctx, rows, classes, [&](int64_t i, int64_t begin, int64_t size) {
+      const double* s = row_stats + i * kRowStats;
+      WriteSparseBackprop(x + i * classes + begin, size,
+                          static_cast<int64_t>(label[i]) - begin, static_cast<A>(s[0]),
+                          static_cast<A>(s[1]), static_cast<A>(g[i]),
+                          out + i * classes + begin);
+    });
+  }
+};
+
+#define TFXENT_REGISTER_DENSE(T, L)                                                      \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXent")                                      \
+                              .Device(::tensorflow::DEVICE_CPU)                          \
+                              .TypeConstraint<T>("T")                                    \
+                              .TypeConstraint<L>("Tlabels"),                             \
+                          DenseXentOp<T, L>);                                            \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXentGrad")                                  \
+                              .Device(::tensorflow::DEVICE_CPU)                          \
+                              .TypeConstraint<T>("T")                                    \
+                              .TypeConstraint<L>("Tlabels"),                             \
+                          DenseXentGradOp<T, L>);
+
+// Labels arrive in the compute dtype, or as f16/bf16 when widening them is exact (the Python
+// core casts everything else), so these pairs cover every call it makes.
+#define TFXENT_REGISTER_DENSE_WIDE_LABELS(T) \
+  TFXENT_REGISTER_DENSE(T, Eigen::half)      \
+  TFXENT_REGISTER_DENSE(T, Eigen::bfloat16)  \
+  TFXENT_REGISTER_DENSE(T, float)
+
+TFXENT_REGISTER_DENSE_WIDE_LABELS(Eigen::half)
+TFXENT_REGISTER_DENSE_WIDE_LABELS(Eigen::bfloat16)
+TFXENT_REGISTER_DENSE_WIDE_LABELS(float)
+TFXENT_REGISTER_DENSE(double, double)
+
+#define TFXENT_REGISTER_SPARSE(T, Index)                                                 \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXent")                                \
+                              .Device(::tensorflow::DEVICE_CPU)                          \
+                              .TypeConstraint<T>("T")                                    \
+                              .TypeConstraint<Index>("Tlabels"),                         \
+                          SparseXentOp<T, Index>);                                       \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXentGrad")                            \
+                              .Device(::tensorflow::DEVICE_CPU)                          \
+                              .TypeConstraint<T>("T")                                    \
+                              .TypeConstraint<Index>("Tlabels"),                         \
+                          SparseXentGradOp<T, Index>);
+
+#define TFXENT_REGISTER_SPARSE_INDICES(T) \
+  TFXENT_REGISTER_SPARSE(T, int32_t)      \
+  TFXENT_REGISTER_SPARSE(T, int64_t)
+
+TFXENT_REGISTER_SPARSE_INDICES(Eigen::half)
+TFXENT_REGISTER_SPARSE_INDICES(Eigen::bfloat16)
+TFXENT_REGISTER_SPARSE_INDICES(float)
+TFXENT_REGISTER_SPARSE_INDICES(double)
+
+}  // namespace tfxent

@@ -1,0 +1,130 @@
+// Op registrations for tfxent's softmax cross-entropy (REGISTER_OP only; kernels live in
+// xent_kernels.cc, row math in xent_rows.h).
+//
+// The ops mirror TF's SoftmaxCrossEntropyWithLogits / SparseSoftmaxCrossEntropyWithLogits
+// where users can see it: the input names `features` and `labels` and the allowed dtype lists
+// are TF's, so a bad dtype fails with TF's message (spec §4), and the shape functions are TF's,
+// so graph construction fails where TF's does (spec §3.3). They differ where that makes them
+// lean: the forward op returns one row statistic instead of the [N, C] backprop, and separate
+// gradient ops write g·(softmax − labels) only when a gradient is asked for.
+
+#include "tensorflow/core/framework/common_shape_fns.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace tfxent {
+
+using ::tensorflow::shape_inference::DimensionHandle;
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+// Per-row statistics saved by the forward ops for the gradient ops:
+// (max_j x_j, Σ_j exp(x_j − max), Σ_j y_j), always in double so every T shares one layout.
+constexpr int kRowStats = 3;
+
+// TF's SoftmaxCrossEntropyWithLogits shape function (core/ops/nn_ops.cc): equal [N, C]
+// shapes merge; otherwise the two inputs must broadcast to a rank-2 shape.
+absl::Status DenseXentShape(InferenceContext* c) {
+  ShapeHandle input;
+  if (c->WithRank(c->input(0), 2, &input).ok() && c->Merge(input, c->input(1), &input).ok()) {
+    DimensionHandle batch_size = c->Dim(input, 0);
+    c->set_output(0, c->Vector(batch_size));
+    c->set_output(1, c->Matrix(batch_size, kRowStats));
+    return absl::OkStatus();
+  }
+  TF_RETURN_IF_ERROR(::tensorflow::shape_inference::BroadcastBinaryOpOutputShapeFn(c, 1));
+  if (!c->RankKnown(c->output(1))) {
+    return ::tensorflow::errors::InvalidArgument(
+        "Shape must be broadcasted with rank 2, but is rank is unknown.");
+  }
+  if (c->Rank(c->output(1)) != 2) {
+    return ::tensorflow::errors::InvalidArgument("Shape must be broadcasted with rank 2, but is rank ",
+                                                 c->Rank(c->output(1)));
+  }
+  DimensionHandle batch_size = c->Dim(c->output(1), 0);
+  c->set_output(0, c->Vector(batch_size));
+  c->set_output(1, c->Matrix(batch_size, kRowStats));
+  return absl::OkStatus();
+}
+
+// TF's SparseSoftmaxCrossEntropyWithLogits shape function: [N, C] logits, [N] labels.
+absl::Status SparseXentShape(InferenceContext* c) {
+  ShapeHandle features;
+  ShapeHandle labels;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &features));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &labels));
+  DimensionHandle batch_size;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(features, 0), c->Dim(labels, 0), &batch_size));
+  c->set_output(0, c->Vector(batch_size));
+  c->set_output(1, c->Matrix(batch_size, kRowStats));
+  return absl::OkStatus();
+}
+
+// The gradient is [N, C]: the broadcast of features and labels, as TF's backprop output.
+absl::Status DenseXentGradShape(InferenceContext* c) {
+  return ::tensorflow::shape_inference::BroadcastBinaryOpOutputShapeFn(c, 0);
+}
+
+absl::Status SparseXentGradShape(InferenceContext* c) {
+  ShapeHandle features;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &features));
+  c->set_output(0, features);
+  return absl::OkStatus();
+}
+
+REGISTER_OP("TfxentSoftmaxXent")
+    .Input("features: T")
+    .Input("labels: Tlabels")
+    .Output("loss: T")
+    .Output("row_stats: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tlabels: {half, bfloat16, float, double}")
+    .Attr("deterministic: bool = false")
+    .SetShapeFn(DenseXentShape)
+    .Doc(R"doc(
+loss_i = Σ_j y_ij·(lse_i − x_ij), rows of the broadcast of features [N, C] and labels.
+deterministic selects TF's determinism-mode formula −Σ_j y_ij·log_softmax(x)_ij (spec §9).
+)doc");
+
+REGISTER_OP("TfxentSoftmaxXentGrad")
+    .Input("features: T")
+    .Input("labels: Tlabels")
+    .Input("row_stats: double")
+    .Input("grad_loss: T")
+    .Output("backprop: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tlabels: {half, bfloat16, float, double}")
+    .Attr("deterministic: bool = false")
+    .SetShapeFn(DenseXentGradShape)
+    .Doc(R"doc(
+backprop_ij = g_i·(softmax(x)_ij − y_ij), or g_i·(softmax(x)_ij·Σ_k y_ik − y_ij) when
+deterministic (spec §6, §9).
+)doc");
+
+REGISTER_OP("TfxentSparseSoftmaxXent")
+    .Input("features: T")
+    .Input("labels: Tlabels")
+    .Output("loss: T")
+    .Output("row_stats: double")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tlabels: {int32, int64} = DT_INT64")
+    .Attr("deterministic: bool = false")
+    .SetShapeFn(SparseXentShape)
+    .Doc(R"doc(
+loss_i = lse_i − x_i,label_i with TF's label range check (spec §5; deterministic: §9).
+)doc");
+
+REGISTER_OP("TfxentSparseSoftmaxXentGrad")
+    .Input("features: T")
+    .Input("labels: Tlabels")
+    .Input("row_stats: double")
+    .Input("grad_loss: T")
+    .Output("backprop: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .Attr("Tlabels: {int32, int64} = DT_INT64")
+    .SetShapeFn(SparseXentGradShape)
+    .Doc(R"doc(
+backprop_ij = g_i·(softmax(x)_ij − [j == label_i]) (spec §6).
+)doc");
+
+}  // namespace tfxent
