@@ -1,0 +1,6 @@
+"""Import form: `tf.compat.v1.nn.*` spelled out."""
+import tensorflow as tf
+
+
+def loss(labels, logits):
+    return tf.compat.v1.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)

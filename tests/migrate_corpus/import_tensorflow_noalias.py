@@ -1,0 +1,6 @@
+"""migration.md row 11: `import tensorflow` (no alias)."""
+import tensorflow
+
+
+def loss(labels, logits):
+    return tensorflow.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
