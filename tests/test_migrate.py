@@ -257,6 +257,16 @@ def test_sites_that_cannot_be_rewritten_are_reported_with_line_and_risk(line, fi
     assert codes(result) == [(*finding, 4)]
 
 
+def test_names_no_import_explains_are_reported_not_guessed():
+    source = f"from common import *\nl = tf.nn.{SCE}(labels=y, logits=z)\nfn = tf.nn.{SCE}_v2\n"
+    result = mig(source)
+    assert result.code == source
+    assert codes(result) == [("risk", "unresolved-name", 2), ("risk", "unresolved-name", 3)]
+    assert result.findings[0].message.startswith(
+        f"`tf.nn.{SCE}`: no import in this file binds `tf`"
+    )
+
+
 def test_pin_v1_keeps_v1_semantics_for_unrewritable_sites():
     source = f"""\
         import tensorflow as tf
@@ -318,6 +328,14 @@ def test_findings_report_text_and_json():
         "risk",
         "stored-reference",
     )
+
+
+def test_docstring_examples():
+    import doctest
+
+    from tfxent.migrate import _engine
+
+    assert doctest.testmod(_engine).failed == 0
 
 
 def test_migrate_package_does_not_import_tensorflow():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+from libcst.helpers import get_full_name_for_node
 from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
 
 from tfxent.migrate._calls import plan_args
@@ -114,11 +115,30 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
             all(t.via_public_nn for t in targets),
         )
 
+    def _unresolved(self, node: cst.CSTNode) -> bool:
+        """``tf.nn.X`` where ``tf`` is bound by nothing this file shows (a star import...)."""
+        if self._qualified(node):
+            return False
+        head, _, tail = (get_full_name_for_node(node) or "").partition(".")
+        return (
+            head in ("tf", "tensorflow")
+            and tail.startswith(("nn.", "compat.v1.nn."))
+            and tail.rsplit(".", 1)[-1] in _V1_NAMES.values()
+        )
+
+    def _report_unresolved(self, node: cst.CSTNode) -> None:
+        message = (
+            f"`{self._code(node)}`: no import in this file binds "
+            f"`{self._code(node).split('.')[0]}` (a star import?), so which API it is cannot "
+            "be told; not rewritten"
+        )
+        self._report(node, Risk.RISK, "unresolved-name", message, rewritten=False)
+
     def _tf_name(self, node: cst.CSTNode) -> _TfName:
         """A name for TensorFlow visible at ``node``; schedules an import if there is none."""
         scope = self.get_metadata(ScopeProvider, node)
         module_scope = scope.globals if scope is not None else None
-        best: list[tuple[int, str, frozenset[str]]] = []
+        best: list[tuple[bool, bool, str, frozenset[str]]] = []  # min(): tensorflow, then "tf"
         for assignment in module_scope.assignments if module_scope is not None else ():
             name = assignment.name
             modules = frozenset(q.name for q in module_scope.get_qualified_names_for(name))
@@ -190,6 +210,9 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         if id(node) in self._callees:
             return False
         target = self._target(node)
+        if target is None and self._unresolved(node) and not self._ignored(node):
+            self._report_unresolved(node)
+            return True
         if target is None or self._ignored(node):
             return target is not None
         owner = self._arg_of.get(id(node))
@@ -227,6 +250,9 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         target = self._target(original_node.func)
         if target is None or self._ignored(original_node):
+            if target is None and self._unresolved(original_node.func):
+                if not self._ignored(original_node):
+                    self._report_unresolved(original_node.func)
             return updated_node
         plan = plan_args(
             target.kind,

@@ -10,6 +10,7 @@ import argparse
 import difflib
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import TextIO
 
@@ -43,9 +44,11 @@ report:
   .json ({{"summary": {{...}}, "files": [{{"path", "changed", "error", "findings": [...]}}]}}),
   text otherwise. --json prints the JSON report on stdout.
 
-input: the codemod reads every file as TF 1.x code (tf.nn.X is the v1 function).
-Run it once per code base; TF 2 code that wants the labels' gradient should spell the
-function tf.compat.v2.nn.softmax_cross_entropy_with_logits, as the rewrite of _v2 does.
+input: every file is read as TF 1.x code (tf.nn.X is the v1 function), so point it at
+code not yet migrated. Its own output reads the same under TF 1.x and TF 2 (a second run
+changes nothing). Hand-written TF 2 code whose labels' gradient must flow should spell
+tf.compat.v2.nn.softmax_cross_entropy_with_logits (as the _v2 rewrite does) or carry the
+'# {PRAGMA}' comment.
 
 exit status: 0 OK; 1 a file could not be read or parsed, or (--check) changes or RISK
 findings remain; 2 usage error or interrupted.
@@ -56,7 +59,7 @@ _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Add the ``migrate`` arguments to ``parser`` (a subcommand parser)."""
-    parser.description = DESCRIPTION
+    parser.description = textwrap.fill(DESCRIPTION, 88)
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
@@ -148,8 +151,13 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
             elif result.changed and mode == "diff":
                 out.write(unified_diff(result))
             elif result.changed and mode == "write":
-                write_result(path, result)
-                _log(f"tfxent migrate: rewrote {display}")
+                try:
+                    write_result(path, result)
+                except OSError as exc:  # e.g. read-only: the file keeps its old content
+                    result.error = f"could not write: {exc}"
+                    _log(f"tfxent migrate: {display}: {result.error}")
+                else:
+                    _log(f"tfxent migrate: rewrote {display}")
     except KeyboardInterrupt:
         _log("tfxent migrate: interrupted")
         return 2
