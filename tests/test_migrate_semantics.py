@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import importlib
+import json
 import shutil
 import subprocess
 import sys
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-tfxent = pytest.importorskip("tfxent")
+tf = pytest.importorskip("tensorflow")  # without TF there is nothing to compare
 
+import tfxent  # noqa: E402  (the TF 1.15 contract: legacy code's meaning)
 from tfxent.migrate import Risk, migrate_source  # noqa: E402
 
 CORPUS = Path(__file__).parent / "migrate_corpus"
@@ -309,3 +310,28 @@ def test_tf_upgrade_v2_safety_mode_breaks_nn_ops_import(tmp_path):
     ours = migrate_source((CORPUS / "nn_ops.py").read_text(), "nn_ops.py").code
     assert "import tensorflow as tf" in ours
     load(ours, "nn_ops_ours")  # imports fine
+
+
+def _notebook_python(text: str) -> str:
+    """A notebook's Python, with IPython-only lines and shell cells dropped."""
+    lines = []
+    for cell in json.loads(text)["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] != "code" or source.startswith("%%bash"):
+            continue
+        lines += [
+            line
+            for line in source.splitlines()
+            if not line.lstrip().startswith(("%", "!")) and not line.rstrip().endswith("?")
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def test_migrated_notebook_matches_its_legacy_meaning():
+    case = Case()
+    before = _notebook_python((CORPUS / "notebook.ipynb").read_text())
+    after = _notebook_python((CORPUS / "expected" / "notebook.ipynb").read_text())
+    assert before != after
+    reference = evaluate(load(before, "notebook", TF1), case)
+    assert outcome(reference, before, "notebook", case) == "TypeError"  # dim= on TF 2
+    assert outcome(reference, after, "notebook", case) == MATCH
