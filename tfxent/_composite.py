@@ -16,27 +16,59 @@ import tensorflow as tf
 from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
 
 
+@tf.custom_gradient
+def _kernel_backprop(x: tf.Tensor, y: tf.Tensor):
+    """softmax(x) − y, the backprop TF's kernel returns, broadcast to [N, C].
+
+    Its own gradient is nn_grad.py's rule applied with a zero loss gradient and this
+    gradient as `grad_grad` (spec §6): the Hessian-vector product for x, and 0·(−log_softmax)
+    for y, so the mixed term is 0 (NaN where log_softmax is infinite), exactly as TF's.
+    """
+    zeros = array_ops.zeros_like(x) + array_ops.zeros_like(y)
+    backprop = gen_nn_ops.softmax(x + zeros) - (y + zeros)
+
+    def grad(grad_grad):
+        x_b = x + array_ops.zeros_like(grad_grad)
+        softmax = gen_nn_ops.softmax(x_b)
+        unused = array_ops.zeros_like(grad_grad)  # TF's grad_loss for the second pass
+        grad_x = unused * (softmax - y) + _hessian_vector_product(softmax, grad_grad)
+        grad_y = unused * -gen_nn_ops.log_softmax(x_b)
+        return grad_x, grad_y
+
+    return backprop, grad
+
+
+def _hessian_vector_product(softmax: tf.Tensor, grad_grad: tf.Tensor) -> tf.Tensor:
+    """(diag(s) − s sᵀ)·v per row, in nn_grad.py's order of operations."""
+    projected = array_ops.squeeze(
+        math_ops.matmul(array_ops.expand_dims(grad_grad, 1), array_ops.expand_dims(softmax, 2)),
+        axis=1,
+    )
+    return (grad_grad - projected) * softmax
+
+
 def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, mask_zero_labels: bool) -> tf.Tensor:
     @tf.custom_gradient
     def xent(x, y):
-        shifted = x - math_ops.reduce_max(x, axis=1, keepdims=True)
+        # Broadcast as the kernel's BCast does, logits first so that a static mismatch names
+        # the logits' dimension first, as TF's shape function does (spec §3.3).
+        zeros = array_ops.zeros_like(x) + array_ops.zeros_like(y)
+        x_b, y_b = x + zeros, y + zeros
+        shifted = x_b - math_ops.reduce_max(x_b, axis=1, keepdims=True)
         log_sum = math_ops.log(math_ops.reduce_sum(math_ops.exp(shifted), axis=1, keepdims=True))
+        terms = log_sum - shifted
         if mask_zero_labels:
             # XLA's safe_sub: a zero label contributes 0 even where shifted is −inf (spec §10).
-            terms = array_ops.where(
-                math_ops.equal(y, 0), array_ops.zeros_like(shifted), shifted - log_sum
-            )
-            loss = -math_ops.reduce_sum(y * terms, axis=1)
-        else:
-            # The native kernel's Σ y·(log s − z): 0·inf is NaN, as TF's (spec §3.1).
-            loss = math_ops.reduce_sum(y * (log_sum - shifted), axis=1)
+            terms = array_ops.where_v2(math_ops.equal(y_b, 0), array_ops.zeros_like(terms), terms)
+        # Otherwise the native kernel's Σ y·(log s − z), where 0·inf is NaN (spec §3.1).
+        loss = math_ops.reduce_sum(y_b * terms, axis=1)
 
         def grad(g):
-            # Recomputed from x so that higher orders differentiate through Softmax.
-            softmax = gen_nn_ops.softmax(x)
-            backprop = softmax - array_ops.stop_gradient(y)
+            # nn_grad.py's first-order rule: g·backprop for the logits, −g·log_softmax for
+            # the labels, both [N, C] even where the inputs broadcast (spec §6).
             g_col = array_ops.expand_dims(g, -1)
-            return g_col * backprop, g_col * -gen_nn_ops.log_softmax(x)
+            log_probs = gen_nn_ops.log_softmax(x + array_ops.zeros_like(y))
+            return g_col * _kernel_backprop(x, y), g_col * -log_probs
 
         return loss, grad
 
@@ -50,6 +82,7 @@ def _determinism_xent(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 def dense(logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool) -> tf.Tensor:
     """Loss of [N, C] logits against labels that broadcast to them."""
+    _check_dtype(logits, "features", "T", _FLOATS)
     if deterministic:
         return _determinism_xent(logits, labels)
     return _kernel_rule_xent(logits, labels, mask_zero_labels=xla)
@@ -63,7 +96,7 @@ def _one_hot_with_nan_rows(labels: tf.Tensor, classes: tf.Tensor, dtype: tf.DTyp
     )
     one_hot = array_ops.one_hot(labels, classes, dtype=dtype)
     nan = tf.constant(float("nan"), dtype=dtype)
-    return array_ops.where(
+    return array_ops.where_v2(
         array_ops.expand_dims(valid, -1), one_hot, nan * array_ops.ones_like(one_hot)
     )
 
@@ -78,12 +111,45 @@ def _check_label_range(labels: tf.Tensor, classes: tf.Tensor) -> list[tf.Operati
     ]
 
 
-def sparse(logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool) -> tf.Tensor:
-    """Loss of [N, C] logits against [N] integer labels."""
+_FLOATS = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+_INDICES = (tf.int32, tf.int64)
+
+
+def _check_dtype(tensor: tf.Tensor, parameter: str, attr: str, allowed: tuple) -> None:
+    """The op-definition dtype check TF's xent ops apply, with their messages (spec §4):
+    a TypeError while building a graph, an InvalidArgumentError when executing eagerly."""
+    if tensor.dtype in allowed:
+        return
+    if tf.executing_eagerly():
+        names = ", ".join(
+            d.name.replace("float16", "half")
+            .replace("float32", "float")
+            .replace("float64", "double")
+            for d in allowed
+        )
+        raise tf.errors.InvalidArgumentError(
+            None,
+            None,
+            f"Value for attr '{attr}' of {tensor.dtype.name} is not in the list of allowed "
+            f"values: {names}",
+        )
+    raise TypeError(
+        f"Value passed to parameter '{parameter}' has DataType {tensor.dtype.name} not in "
+        f"list of allowed values: {', '.join(d.name for d in allowed)}"
+    )
+
+
+def sparse(
+    logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool, rows: int | None = None
+) -> tf.Tensor:
+    """Loss of [N, C] logits against [N] integer labels (`rows`: N when known statically)."""
+    _check_dtype(logits, "features", "T", _FLOATS)
+    _check_dtype(labels, "labels", "Tlabels", _INDICES)
     classes = array_ops.shape(logits)[-1]
     if logits.shape[-1] == 0 and not deterministic:
+        rows = logits.shape[0] if rows is None else rows
         raise tf.errors.InvalidArgumentError(
-            None, None, f"Must have at least one class, but got logits shape {logits.shape}"
+            None, None, f"Must have at least one class, but got logits shape [{rows},0]"
         )
     if deterministic:
         log_probs = gen_nn_ops.log_softmax(logits)

@@ -131,8 +131,10 @@ def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
         sv = math_ops.reduce_sum(v * softmax, axis=-1, keepdims=True)
         grad_labels = _reduce_to_shape(_broadcast_mul(g, sv - v), labels)
     else:
-        # TF's kernel gradient treats the backprop as label-free: the mixed term is 0 (spec §6).
-        grad_labels = array_ops.zeros_like(labels)
+        # TF's kernel gradient treats the backprop as label-free: its labels' term is the
+        # first-order one with a zero upstream gradient, 0·(−log_softmax), which is NaN
+        # wherever log_softmax is infinite (spec §6).
+        grad_labels = _labels_gradient(features, labels, array_ops.zeros_like(grad_loss))
     return (
         math_ops.cast(grad_features, features.dtype),
         math_ops.cast(grad_labels, labels.dtype),

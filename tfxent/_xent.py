@@ -74,6 +74,10 @@ def dense(labels: object, logits: object, axis: object, name: str | None) -> tf.
         read_narrow = widen and choice.backend == _backend.OP
         precise_logits = math_ops.cast(logits, tf.float32) if widen and not read_narrow else logits
         label_dtype = tf.float32 if widen else precise_logits.dtype
+        if not label_dtype.is_floating:
+            # Leave the labels castable so that the op's dtype check names the logits ('T'),
+            # as TF's single-dtype op does (spec §4).
+            label_dtype = tf.float32
         if not (read_narrow and labels.dtype in _EXACTLY_WIDENED_LABELS):
             labels = math_ops.cast(labels, label_dtype)
         input_rank = array_ops.rank(precise_logits)
@@ -94,12 +98,14 @@ def dense(labels: object, logits: object, axis: object, name: str | None) -> tf.
         return math_ops.cast(cost, logits.dtype) if widen else cost
 
 
-def _sparse_kernel(logits: tf.Tensor, labels: tf.Tensor, choice: _backend.Choice, name: str):
+def _sparse_kernel(
+    logits: tf.Tensor, labels: tf.Tensor, choice: _backend.Choice, name: str, rows: int | None
+):
     """The [N, C] kernel call TF makes to SparseSoftmaxCrossEntropyWithLogits."""
     deterministic = config.is_op_determinism_enabled()
     if choice.backend == _backend.OP:
         return _ops.sparse_loss(logits, labels, deterministic, name)
-    return _composite.sparse(logits, labels, deterministic, choice.xla)
+    return _composite.sparse(logits, labels, deterministic, choice.xla, rows)
 
 
 def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
@@ -141,7 +147,7 @@ def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
                 f"and logits.shape={logits_shape}"
             )
         if logits_shape.ndims == 2:
-            cost = _sparse_kernel(precise_logits, labels, choice, name)
+            cost = _sparse_kernel(precise_logits, labels, choice, name, None)
             return math_ops.cast(cost, tf.float16) if is_half else cost
 
         shape_checks = []
@@ -153,7 +159,8 @@ def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
             num_classes = array_ops.shape(logits)[array_ops.rank(logits) - 1]
             precise_logits = array_ops.reshape(precise_logits, [-1, num_classes])
             labels = array_ops.reshape(labels, [-1])
-            cost = _sparse_kernel(precise_logits, labels, choice, name)
+            rows = labels_static_shape.num_elements()
+            cost = _sparse_kernel(precise_logits, labels, choice, name, rows)
             cost = array_ops.reshape(cost, labels_shape)
             cost.set_shape(labels_static_shape)
             return math_ops.cast(cost, tf.float16) if is_half else cost

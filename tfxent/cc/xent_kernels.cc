@@ -83,7 +83,7 @@ void AsMatrix(const TensorShape& shape, int64_t* rows, int64_t* cols) {
 }
 
 template <typename T, typename L>
-absl::Status PrepareDense(OpKernelContext* ctx, const Tensor& logits, const Tensor& labels,
+::tensorflow::Status PrepareDense(OpKernelContext* ctx, const Tensor& logits, const Tensor& labels,
                           bool deterministic, DenseRows<T, L>* out) {
   TensorShape shape = logits.shape();
   if (logits.shape() != labels.shape()) {
@@ -130,7 +130,7 @@ absl::Status PrepareDense(OpKernelContext* ctx, const Tensor& logits, const Tens
     }
     out->x = dst;
   }
-  return absl::OkStatus();
+  return ::tensorflow::OkStatus();
 }
 
 template <typename A>
@@ -209,16 +209,18 @@ class DenseXentOp : public OpKernel {
 };
 
 // Checks that a gradient op's saved statistics and upstream gradient match its rows.
-absl::Status CheckGradInputs(const Tensor& stats, const Tensor& grad_loss, int64_t rows) {
+::tensorflow::Status CheckGradInputs(const Tensor& stats, const Tensor& grad_loss, int64_t rows) {
   if (stats.dims() != 2 || stats.dim_size(0) != rows || stats.dim_size(1) != kRowStats) {
     return errors::InvalidArgument("row_stats must be [", rows, ",", kRowStats,
                                    "], but got shape ", stats.shape().DebugString());
   }
-  if (grad_loss.dims() != 1 || grad_loss.dim_size(0) != rows) {
+  // One upstream value may broadcast over the rows, as TF's gradient multiplies with
+  // broadcasting: with dynamic shapes the static loss shape can be [1] (spec §6).
+  if (grad_loss.dims() != 1 || (grad_loss.dim_size(0) != rows && grad_loss.dim_size(0) != 1)) {
     return errors::InvalidArgument("grad_loss must be [", rows, "], but got shape ",
                                    grad_loss.shape().DebugString());
   }
-  return absl::OkStatus();
+  return ::tensorflow::OkStatus();
 }
 
 // backprop_ij = g_i·(exp(z_ij)/s_i·scale_i − y_ij); scale = 1 (TF's kernel, spec §6) or
@@ -243,13 +245,14 @@ class DenseXentGradOp : public OpKernel {
     if (in.rows == 0 || in.classes == 0) return;
     const double* row_stats = stats.flat<double>().data();
     const T* g = grad_loss.flat<T>().data();
+    const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
     ForEachRowChunk(ctx, in.rows, in.classes, [&](int64_t i, int64_t begin, int64_t size) {
       const double* s = row_stats + i * kRowStats;
       const A scale = deterministic_ ? static_cast<A>(s[2]) : A(1);
       WriteDenseBackprop(in.x_row(i) + begin, in.y_row(i) + begin * in.y_col_stride,
                          in.y_col_stride, size, static_cast<A>(s[0]), static_cast<A>(s[1]),
-                         static_cast<A>(g[i]), scale, out + i * in.classes + begin);
+                         static_cast<A>(g[i * g_stride]), scale, out + i * in.classes + begin);
     });
   }
 
@@ -258,7 +261,7 @@ class DenseXentGradOp : public OpKernel {
 };
 
 // TF's sparse kernel checks, in TF's order (spec §5).
-absl::Status CheckSparseShapes(const Tensor& logits, const Tensor& labels) {
+::tensorflow::Status CheckSparseShapes(const Tensor& logits, const Tensor& labels) {
   if (!TensorShapeUtils::IsMatrix(logits.shape())) {
     return errors::InvalidArgument("logits must be 2-D, but got shape ",
                                    logits.shape().DebugString());
@@ -272,17 +275,17 @@ absl::Status CheckSparseShapes(const Tensor& logits, const Tensor& labels) {
         "logits and labels must have the same first dimension, got logits shape ",
         logits.shape().DebugString(), " and labels shape ", labels.shape().DebugString());
   }
-  return absl::OkStatus();
+  return ::tensorflow::OkStatus();
 }
 
 // Every label must lie in [0, C) before any logit is read with it. TF's kernel reports the
 // minimum when it is negative, else the maximum, followed by all label values (spec §5.6);
 // the determinism path's gather reports the first bad position instead (spec §9).
 template <typename Index>
-absl::Status CheckLabelRange(const Tensor& labels, int64_t classes, bool deterministic) {
+::tensorflow::Status CheckLabelRange(const Tensor& labels, int64_t classes, bool deterministic) {
   const Index* label = labels.flat<Index>().data();
   const int64_t n = labels.NumElements();
-  if (n == 0) return absl::OkStatus();
+  if (n == 0) return ::tensorflow::OkStatus();
   if (deterministic) {
     for (int64_t i = 0; i < n; ++i) {
       if (label[i] < 0 || label[i] >= classes) {
@@ -290,7 +293,7 @@ absl::Status CheckLabelRange(const Tensor& labels, int64_t classes, bool determi
                                        classes, ")");
       }
     }
-    return absl::OkStatus();
+    return ::tensorflow::OkStatus();
   }
   const auto [lowest, highest] = std::minmax_element(label, label + n);
   if (*lowest < 0 || *highest >= classes) {
@@ -299,7 +302,7 @@ absl::Status CheckLabelRange(const Tensor& labels, int64_t classes, bool determi
                                    " which is outside the valid range of [0, ", classes,
                                    ").  Label values: ", labels.SummarizeValue(n));
   }
-  return absl::OkStatus();
+  return ::tensorflow::OkStatus();
 }
 
 // loss_i = log s_i − z_i,label_i (spec §5); deterministic: −(z_i,label_i − log s_i) (spec §9).
@@ -373,12 +376,13 @@ class SparseXentGradOp : public OpKernel {
     const Index* label = labels.flat<Index>().data();  // only compared, never used to read
     const double* row_stats = stats.flat<double>().data();
     const T* g = grad_loss.flat<T>().data();
+    const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
     ForEachRowChunk(ctx, rows, classes, [&](int64_t i, int64_t begin, int64_t size) {
       const double* s = row_stats + i * kRowStats;
       WriteSparseBackprop(x + i * classes + begin, size,
                           static_cast<int64_t>(label[i]) - begin, static_cast<A>(s[0]),
-                          static_cast<A>(s[1]), static_cast<A>(g[i]),
+                          static_cast<A>(s[1]), static_cast<A>(g[i * g_stride]),
                           out + i * classes + begin);
     });
   }

@@ -24,13 +24,13 @@ constexpr int kRowStats = 3;
 
 // TF's SoftmaxCrossEntropyWithLogits shape function (core/ops/nn_ops.cc): equal [N, C]
 // shapes merge; otherwise the two inputs must broadcast to a rank-2 shape.
-absl::Status DenseXentShape(InferenceContext* c) {
+::tensorflow::Status DenseXentShape(InferenceContext* c) {
   ShapeHandle input;
   if (c->WithRank(c->input(0), 2, &input).ok() && c->Merge(input, c->input(1), &input).ok()) {
     DimensionHandle batch_size = c->Dim(input, 0);
     c->set_output(0, c->Vector(batch_size));
     c->set_output(1, c->Matrix(batch_size, kRowStats));
-    return absl::OkStatus();
+    return ::tensorflow::OkStatus();
   }
   TF_RETURN_IF_ERROR(::tensorflow::shape_inference::BroadcastBinaryOpOutputShapeFn(c, 1));
   if (!c->RankKnown(c->output(1))) {
@@ -44,11 +44,11 @@ absl::Status DenseXentShape(InferenceContext* c) {
   DimensionHandle batch_size = c->Dim(c->output(1), 0);
   c->set_output(0, c->Vector(batch_size));
   c->set_output(1, c->Matrix(batch_size, kRowStats));
-  return absl::OkStatus();
+  return ::tensorflow::OkStatus();
 }
 
 // TF's SparseSoftmaxCrossEntropyWithLogits shape function: [N, C] logits, [N] labels.
-absl::Status SparseXentShape(InferenceContext* c) {
+::tensorflow::Status SparseXentShape(InferenceContext* c) {
   ShapeHandle features;
   ShapeHandle labels;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &features));
@@ -57,19 +57,19 @@ absl::Status SparseXentShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(features, 0), c->Dim(labels, 0), &batch_size));
   c->set_output(0, c->Vector(batch_size));
   c->set_output(1, c->Matrix(batch_size, kRowStats));
-  return absl::OkStatus();
+  return ::tensorflow::OkStatus();
 }
 
 // The gradient is [N, C]: the broadcast of features and labels, as TF's backprop output.
-absl::Status DenseXentGradShape(InferenceContext* c) {
+::tensorflow::Status DenseXentGradShape(InferenceContext* c) {
   return ::tensorflow::shape_inference::BroadcastBinaryOpOutputShapeFn(c, 0);
 }
 
-absl::Status SparseXentGradShape(InferenceContext* c) {
+::tensorflow::Status SparseXentGradShape(InferenceContext* c) {
   ShapeHandle features;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &features));
   c->set_output(0, features);
-  return absl::OkStatus();
+  return ::tensorflow::OkStatus();
 }
 
 REGISTER_OP("TfxentSoftmaxXent")

@@ -1,0 +1,1 @@
+"""Small subcommands of `python -m tfxent` (`build`, `doctor`)."""

@@ -1,0 +1,336 @@
+"""Run one parity case on tfxent and on the installed TF, in one execution mode, and compare.
+
+What is compared (spec §12): the loss's value, dtype and static/dynamic shape; gradients with
+respect to logits and labels (or their absence); second order (Hessian-vector products with
+respect to logits and labels); and, when a call fails, the exception class and TF's message
+fragment. Modes: eager, `tf.function`, a v1 graph run in a Session with fully dynamic
+placeholders, and `tf.function(jit_compile=True)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import config
+
+import tfxent
+from tfxent.parity.cases import APIS, Case, _rng
+from tfxent.parity.tolerance import tolerance
+
+
+def surfaces(api: str) -> tuple[object, object]:
+    """(tfxent function, TF function) for a catalogue api key."""
+    ours, theirs = tfxent, tf
+    for part in APIS[api].split("."):
+        ours, theirs = getattr(ours, part), getattr(theirs, part)
+    return ours, theirs
+
+
+@dataclass
+class Outcome:
+    """Everything observable about one call (and its gradients) on one side."""
+
+    error: BaseException | None = None
+    values: dict[str, np.ndarray | None] = field(default_factory=dict)
+    dtypes: dict[str, str | None] = field(default_factory=dict)
+    static_shape: str | None = None
+    grad_error: BaseException | None = None
+
+
+def _is_float(value: object) -> bool:
+    return (
+        isinstance(value, np.ndarray | np.generic)
+        and value.dtype.kind == "f"
+        or (
+            isinstance(value, np.ndarray | np.generic) and value.dtype == tf.bfloat16.as_numpy_dtype
+        )
+    )
+
+
+def _weights(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return _rng(seed).uniform(0.5, 1.5, size=shape)
+
+
+def _differentiate(fn, case: Case, labels, logits, loss_shape, order_two: bool):
+    """Inside a tape context: first- and second-order gradients of a weighted loss sum."""
+    watch_labels = _is_float(case.labels)
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(logits)
+        if watch_labels:
+            outer.watch(labels)
+        with tf.GradientTape(persistent=True) as inner:
+            inner.watch(logits)
+            if watch_labels:
+                inner.watch(labels)
+            loss = fn(labels=labels, logits=logits, **case.kwargs)
+            weights = tf.constant(_weights(loss_shape, 11), dtype=loss.dtype)
+            target = tf.reduce_sum(loss * weights)
+        grad_logits = inner.gradient(target, logits)
+        grad_labels = inner.gradient(target, labels) if watch_labels else None
+        if order_two and grad_logits is not None:
+            v = tf.constant(_weights(tuple(logits.shape), 12), dtype=grad_logits.dtype)
+            hvp_target = tf.reduce_sum(grad_logits * v)
+    out = {"grad_logits": grad_logits, "grad_labels": grad_labels}
+    if order_two and grad_logits is not None:
+        out["hvp_logits"] = outer.gradient(hvp_target, logits)
+        out["hvp_labels"] = outer.gradient(hvp_target, labels) if watch_labels else None
+    return out
+
+
+def _as_numpy(tensors: dict) -> tuple[dict, dict]:
+    values, dtypes = {}, {}
+    for key, t in tensors.items():
+        values[key] = None if t is None else np.asarray(t)
+        dtypes[key] = None if t is None else tf.as_dtype(t.dtype).name
+    return values, dtypes
+
+
+def _second_order_supported(case: Case) -> bool:
+    """Second order on small float cases only (it multiplies the work by ~4)."""
+    size = np.size(case.logits) if isinstance(case.logits, np.ndarray) else 0
+    return _is_float(case.logits) and 0 < size <= 4096
+
+
+def _tensorize(value: object) -> object:
+    return tf.constant(value) if isinstance(value, np.ndarray | np.generic) else value
+
+
+def run_eager_or_function(fn, case: Case, mode: str) -> Outcome:
+    outcome = Outcome()
+    labels, logits = _tensorize(case.labels), _tensorize(case.logits)
+
+    def forward(labels, logits):
+        return fn(labels=labels, logits=logits, **case.kwargs)
+
+    if mode != "eager":
+        forward = tf.function(forward, jit_compile=(mode == "xla"), autograph=False)
+    try:
+        loss = forward(labels, logits)
+    except Exception as err:  # noqa: BLE001 - the exception itself is what is compared
+        outcome.error = err
+        return outcome
+    outcome.values, outcome.dtypes = _as_numpy({"loss": loss})
+    outcome.static_shape = str(loss.shape)
+    if not (case.gradients and _is_float(case.logits)):
+        return outcome
+
+    order_two = _second_order_supported(case)
+
+    def grads(labels, logits):
+        return _differentiate(fn, case, labels, logits, tuple(loss.shape), order_two)
+
+    if mode != "eager":
+        grads = tf.function(grads, jit_compile=(mode == "xla"), autograph=False)
+    try:
+        values, dtypes = _as_numpy(grads(labels, logits))
+    except Exception as err:  # noqa: BLE001
+        outcome.grad_error = err
+        return outcome
+    outcome.values.update(values)
+    outcome.dtypes.update(dtypes)
+    return outcome
+
+
+def _placeholder(value: object):
+    """A fully dynamic placeholder (shapes unknown until run time) for array inputs."""
+    if isinstance(value, np.ndarray | np.generic):
+        array = np.asarray(value)
+        dims = [None] * array.ndim
+        return tf.compat.v1.placeholder(tf.as_dtype(array.dtype), dims), array
+    return value, None
+
+
+def run_session(fn, case: Case) -> Outcome:
+    outcome = Outcome()
+    with tf.Graph().as_default() as graph:
+        labels, labels_value = _placeholder(case.labels)
+        logits, logits_value = _placeholder(case.logits)
+        feeds = {t: v for t, v in ((labels, labels_value), (logits, logits_value)) if v is not None}
+        try:
+            loss = fn(labels=labels, logits=logits, **case.kwargs)
+        except Exception as err:  # noqa: BLE001
+            outcome.error = err
+            return outcome
+        outcome.static_shape = str(loss.shape)
+        fetches = {"loss": loss}
+        grad_error = None
+        if case.gradients and _is_float(case.logits):
+            try:
+                weights = tf.compat.v1.placeholder(loss.dtype, None)
+                target = tf.reduce_sum(loss * weights)
+                xs = [logits, labels] if _is_float(case.labels) else [logits]
+                grads = tf.gradients(target, xs)
+                fetches["grad_logits"] = grads[0]
+                fetches["grad_labels"] = grads[1] if len(grads) > 1 else None
+            except Exception as err:  # noqa: BLE001
+                grad_error = err
+        with tf.compat.v1.Session(graph=graph) as session:
+            try:
+                loss_value = session.run(loss, feeds)
+            except Exception as err:  # noqa: BLE001
+                outcome.error = err
+                return outcome
+            outcome.values["loss"] = np.asarray(loss_value)
+            outcome.dtypes["loss"] = tf.as_dtype(loss.dtype).name
+            if grad_error is not None:
+                outcome.grad_error = grad_error
+                return outcome
+            if "grad_logits" in fetches:
+                feeds[weights] = _weights(np.shape(loss_value), 11).astype(
+                    tf.as_dtype(loss.dtype).as_numpy_dtype
+                )
+                live = {k: v for k, v in fetches.items() if k != "loss" and v is not None}
+                try:
+                    results = session.run(live, feeds)
+                except Exception as err:  # noqa: BLE001
+                    outcome.grad_error = err
+                    return outcome
+                for key in ("grad_logits", "grad_labels"):
+                    t = fetches[key]
+                    outcome.values[key] = None if t is None else np.asarray(results[key])
+                    outcome.dtypes[key] = None if t is None else tf.as_dtype(t.dtype).name
+    return outcome
+
+
+@contextlib.contextmanager
+def determinism(enabled: bool):
+    """Op determinism on or off for the duration, restoring the previous state."""
+    before = config.is_op_determinism_enabled()
+    (config.enable_op_determinism if enabled else config.disable_op_determinism)()
+    try:
+        yield
+    finally:
+        (config.enable_op_determinism if before else config.disable_op_determinism)()
+
+
+def run(fn, case: Case, mode: str) -> Outcome:
+    if mode == "session":
+        return run_session(fn, case)
+    return run_eager_or_function(fn, case, mode)
+
+
+# Parts of error messages that name TF's own ops or nodes, which tfxent's messages name
+# differently; the fragment that remains is what users match on (spec §8).
+_NOISE = (
+    re.compile(r"\{\{function_node [^}]*\}\}\s*"),
+    re.compile(r"\s*\[Op:[^\]]*\].*$", re.S),
+    re.compile(r" for '\{\{node .*$", re.S),
+    re.compile(r"\n\s*\[\[\{\{node.*$", re.S),
+    re.compile(r"; NodeDef: .*$", re.S),
+    re.compile(r"\n\t$"),
+)
+
+
+# Generated function names differ between two traces of the same function.
+_FUNCTION_IDS = re.compile(r"__inference_[A-Za-z0-9_<>]+?_\d+(\[[^\]]*\])?")
+
+
+def normalized(text: str) -> str:
+    return _FUNCTION_IDS.sub("__inference_<fn>", text)
+
+
+def message_fragment(error: BaseException) -> str:
+    """The user-facing part of a TF error message, without op/node names and call sites.
+
+    Graph-mode errors wrap the message in "Graph execution error:", a "Detected at node"
+    trace of indented `File` lines and a "Node:" line; the message is the first line that is
+    none of those.
+    """
+    text = str(error)
+    if text.startswith("Graph execution error"):
+        skipped = ("Graph execution error", "Detected at node", "Node: ", " ", "\t")
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() and not line.startswith(skipped):
+                text = "\n".join(lines[i:])
+                break
+    for pattern in _NOISE:
+        text = pattern.sub("", text)
+    return normalized(text.strip().split("\n")[0])
+
+
+@dataclass
+class Comparison:
+    case: Case
+    mode: str
+    deterministic: bool
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _compare_error(
+    label: str, ours: BaseException | None, theirs: BaseException | None
+) -> list[str]:
+    if ours is None and theirs is None:
+        return []
+    if ours is None or theirs is None:
+        return [f"{label}: tfxent raised {ours!r} but TF raised {theirs!r}"]
+    problems = []
+    if type(ours) is not type(theirs):
+        problems.append(
+            f"{label}: tfxent raised {type(ours).__name__}, TF raised {type(theirs).__name__}"
+            f" ({message_fragment(theirs)[:200]})"
+        )
+    fragment = message_fragment(theirs)
+    if fragment and fragment not in normalized(str(ours)):
+        problems.append(f"{label}: message {fragment[:300]!r} not in tfxent's {str(ours)[:300]!r}")
+    return problems
+
+
+def _compare_arrays(key: str, ours, theirs, dtype: str | None, sparse: bool) -> list[str]:
+    if ours is None or theirs is None:
+        return (
+            []
+            if ours is None and theirs is None
+            else [
+                f"{key}: tfxent {ours is None and 'None' or 'value'}, TF {theirs is None and 'None' or 'value'}"
+            ]
+        )
+    if ours.shape != theirs.shape:
+        return [f"{key}: shape {ours.shape} vs TF {theirs.shape}"]
+    order = 2 if key.startswith("hvp") else 1
+    tol = tolerance(tf.as_dtype(dtype), sparse=sparse, order=order)
+    a, b = ours.astype(np.float64), theirs.astype(np.float64)
+    if not np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True):
+        worst = np.nanmax(np.abs(a - b)) if a.size else 0.0
+        return [f"{key}: values differ (max abs diff {worst:.3g}, tol {tol:.3g})"]
+    if key == "loss":
+        zeros = (a == 0) & (b == 0)
+        if np.any(np.signbit(a[zeros]) != np.signbit(b[zeros])):
+            return [f"{key}: signed zeros differ ({a[zeros]} vs {b[zeros]})"]
+    return []
+
+
+def compare(case: Case, mode: str, deterministic: bool = False) -> Comparison:
+    """Run the case on both sides and list every difference (empty list: parity)."""
+    ours_fn, theirs_fn = surfaces(case.api)
+    with determinism(deterministic):
+        ours = run(ours_fn, case, mode)
+        theirs = run(theirs_fn, case, mode)
+    problems = _compare_error("error", ours.error, theirs.error)
+    if not problems and ours.error is None:
+        if ours.static_shape != theirs.static_shape:
+            problems.append(f"static shape {ours.static_shape} vs TF {theirs.static_shape}")
+        problems += _compare_error("gradient error", ours.grad_error, theirs.grad_error)
+        keys = sorted(set(ours.values) | set(theirs.values))
+        for key in keys:
+            if ours.dtypes.get(key) != theirs.dtypes.get(key):
+                problems.append(
+                    f"{key}: dtype {ours.dtypes.get(key)} vs TF {theirs.dtypes.get(key)}"
+                )
+                continue
+            problems += _compare_arrays(
+                key,
+                ours.values.get(key),
+                theirs.values.get(key),
+                theirs.dtypes.get(key),
+                case.sparse,
+            )
+    return Comparison(case, mode, deterministic, problems)

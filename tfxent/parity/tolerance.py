@@ -1,0 +1,40 @@
+"""Parity tolerances, per dtype, in one place.
+
+tfxent and TF compute the same formula with different reduction orders and (for f16/bf16)
+round the same f32 result, so values agree to a few units in the last place, not bitwise
+(spec §7: even TF's own kernels differ by 1-2 ulp between versions, and up to 63 ulp on
+2.16.2). The factors below are multiples of the dtype's machine epsilon:
+
+* float32/float64 losses and first-order gradients: 64 eps absolute-and-relative. A row sum
+  of C terms carries about log2(C) ulp of reduction-order error and exp contributes ~1 ulp;
+  64 covers C up to 10^6 with margin while still catching any formula error (those are
+  O(1) relative).
+* float16/bfloat16 dense: both sides compute in f32 and round once, so results differ by at
+  most one rounding step: 2 eps.
+* bfloat16 sparse: TF computes in bfloat16 arithmetic (spec §4) while tfxent computes in f32
+  and rounds once; TF's accumulated rounding is up to ~log2(C) bf16 ulp: 8 eps.
+* second order goes through different primitive sequences (matmul vs reduce): ×4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+_EPS = {
+    tf.float16: float(np.finfo(np.float16).eps),
+    tf.bfloat16: 2.0**-7,
+    tf.float32: float(np.finfo(np.float32).eps),
+    tf.float64: float(np.finfo(np.float64).eps),
+}
+_ULPS = {tf.float16: 2.0, tf.bfloat16: 2.0, tf.float32: 64.0, tf.float64: 64.0}
+_SPARSE_BF16_ULPS = 8.0
+_SECOND_ORDER_FACTOR = 4.0
+
+
+def tolerance(dtype: tf.DType, sparse: bool = False, order: int = 1) -> float:
+    """Relative and absolute tolerance for comparing a tfxent result with TF's."""
+    dtype = tf.as_dtype(dtype)
+    ulps = _SPARSE_BF16_ULPS if (sparse and dtype == tf.bfloat16) else _ULPS.get(dtype, 64.0)
+    factor = _SECOND_ORDER_FACTOR if order > 1 else 1.0
+    return _EPS.get(dtype, _EPS[tf.float32]) * ulps * factor
