@@ -15,7 +15,7 @@ from tensorflow.python.eager import context
 from tensorflow.python.framework import config, ops
 from tensorflow.python.ops import array_ops, check_ops, math_ops
 
-from tfxent import _backend, _composite, _ops
+from tfxent import _backend, _composite, _hooks, _ops
 
 # Label dtypes the dense op reads directly for f32 compute: widening them is exact, so TF's
 # cast to float32 (spec §4) need not be materialised as an [N, C] copy.
@@ -60,8 +60,24 @@ def _dense_kernel(
     return _composite.dense(logits, labels, deterministic, choice.xla)
 
 
+def dense_stopped(labels: object, logits: object, axis: object, name: str | None) -> tf.Tensor:
+    """nn_ops.softmax_cross_entropy_with_logits (v1) after its argument checks: the labels'
+    gradient is stopped inside TF's `_sg` scope, then the v2 path runs in that scope."""
+    if _hooks.observers:
+        _hooks.notify(_hooks.XentCall("dense", labels, logits, axis, labels_stopped=True))
+    with ops.name_scope(name, "softmax_cross_entropy_with_logits_sg", [logits, labels]) as name:
+        labels = array_ops.stop_gradient(labels, name="labels_stop_gradient")
+    return _dense(labels, logits, axis, name)
+
+
 def dense(labels: object, logits: object, axis: object, name: str | None) -> tf.Tensor:
     """softmax_cross_entropy_with_logits_v2_helper after the `dim`/`axis` lookup."""
+    if _hooks.observers:
+        _hooks.notify(_hooks.XentCall("dense", labels, logits, axis, labels_stopped=False))
+    return _dense(labels, logits, axis, name)
+
+
+def _dense(labels: object, logits: object, axis: object, name: str | None) -> tf.Tensor:
     if axis is None:
         axis = -1
     with ops.name_scope(name, "softmax_cross_entropy_with_logits", [logits, labels]) as name:
@@ -110,6 +126,8 @@ def _sparse_kernel(
 
 def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
     """nn_ops.sparse_softmax_cross_entropy_with_logits after `_ensure_xent_args`."""
+    if _hooks.observers:
+        _hooks.notify(_hooks.XentCall("sparse", labels, logits, -1, labels_stopped=False))
     with ops.name_scope(name, "SparseSoftmaxCrossEntropyWithLogits", [labels, logits]):
         labels = ops.convert_to_tensor(labels)
         logits = ops.convert_to_tensor(logits)

@@ -8,8 +8,6 @@ missing-argument messages and the deprecation log lines are those of the install
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow.python.framework import ops
-from tensorflow.python.ops import array_ops
 
 from tfxent import _args, _xent
 
@@ -52,9 +50,7 @@ def softmax_cross_entropy_with_logits(
     """
     dim = _args.lookup_axis("axis", axis, "dim", dim)
     _args.ensure_xent_args("softmax_cross_entropy_with_logits", labels, logits)
-    with ops.name_scope(name, "softmax_cross_entropy_with_logits_sg", [logits, labels]) as name:
-        labels = array_ops.stop_gradient(labels, name="labels_stop_gradient")
-    return _xent.dense(labels, logits, dim, name)
+    return _xent.dense_stopped(labels, logits, dim, name)
 
 
 @_args.dispatch_support
