@@ -15,6 +15,8 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
 
+from tfxent import _dtypes
+
 
 @tf.custom_gradient
 def _kernel_backprop(x: tf.Tensor, y: tf.Tensor):
@@ -82,7 +84,7 @@ def _determinism_xent(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 def dense(logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool) -> tf.Tensor:
     """Loss of [N, C] logits against labels that broadcast to them."""
-    _check_dtype(logits, "features", "T", _FLOATS)
+    _dtypes.check(logits, "features", "T", _dtypes.FLOATS)
     if deterministic:
         return _determinism_xent(logits, labels)
     return _kernel_rule_xent(logits, labels, mask_zero_labels=xla)
@@ -111,40 +113,12 @@ def _check_label_range(labels: tf.Tensor, classes: tf.Tensor) -> list[tf.Operati
     ]
 
 
-_FLOATS = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-_INDICES = (tf.int32, tf.int64)
-
-
-def _check_dtype(tensor: tf.Tensor, parameter: str, attr: str, allowed: tuple) -> None:
-    """The op-definition dtype check TF's xent ops apply, with their messages (spec §4):
-    a TypeError while building a graph, an InvalidArgumentError when executing eagerly."""
-    if tensor.dtype in allowed:
-        return
-    if tf.executing_eagerly():
-        names = ", ".join(
-            d.name.replace("float16", "half")
-            .replace("float32", "float")
-            .replace("float64", "double")
-            for d in allowed
-        )
-        raise tf.errors.InvalidArgumentError(
-            None,
-            None,
-            f"Value for attr '{attr}' of {tensor.dtype.name} is not in the list of allowed "
-            f"values: {names}",
-        )
-    raise TypeError(
-        f"Value passed to parameter '{parameter}' has DataType {tensor.dtype.name} not in "
-        f"list of allowed values: {', '.join(d.name for d in allowed)}"
-    )
-
-
 def sparse(
     logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool, rows: int | None = None
 ) -> tf.Tensor:
     """Loss of [N, C] logits against [N] integer labels (`rows`: N when known statically)."""
-    _check_dtype(logits, "features", "T", _FLOATS)
-    _check_dtype(labels, "labels", "Tlabels", _INDICES)
+    _dtypes.check(logits, "features", "T", _dtypes.FLOATS)
+    _dtypes.check(labels, "labels", "Tlabels", _dtypes.XENT_INDICES)
     classes = array_ops.shape(logits)[-1]
     if logits.shape[-1] == 0 and not deterministic:
         rows = logits.shape[0] if rows is None else rows

@@ -113,8 +113,10 @@ def _widened_inputs(op: ops.Operation, grad_backprop: tf.Tensor):
     """softmax(features), g and the upstream gradient v of a gradient op, widened."""
     features, _labels, _stats, grad_loss = op.inputs
     dtype = compute_dtype(features.dtype)
-    softmax = gen_nn_ops.softmax(math_ops.cast(features, dtype))
-    return softmax, math_ops.cast(grad_loss, dtype), math_ops.cast(grad_backprop, dtype)
+    v = math_ops.cast(grad_backprop, dtype)
+    # Broadcast logits as the kernel did before taking the softmax over the classes.
+    softmax = gen_nn_ops.softmax(math_ops.cast(features, dtype) + array_ops.zeros_like(v))
+    return softmax, math_ops.cast(grad_loss, dtype), v
 
 
 @ops.RegisterGradient("TfxentSoftmaxXentGrad")
@@ -122,7 +124,7 @@ def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     features, labels, _stats, grad_loss = op.inputs
     deterministic = op.get_attr("deterministic")
     softmax, g, v = _widened_inputs(op, grad_backprop)
-    y = math_ops.cast(labels, softmax.dtype)
+    y = math_ops.cast(labels, softmax.dtype) + array_ops.zeros_like(v)  # broadcast to [N, C]
     scale = math_ops.reduce_sum(y, axis=-1, keepdims=True) if deterministic else 1.0
     grad_features = _hessian_vector_product(softmax, _broadcast_mul(g, v)) * scale
     grad_g = math_ops.reduce_sum(v * (softmax * scale - y), axis=-1)

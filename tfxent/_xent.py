@@ -15,7 +15,7 @@ from tensorflow.python.eager import context
 from tensorflow.python.framework import config, ops
 from tensorflow.python.ops import array_ops, check_ops, math_ops
 
-from tfxent import _backend, _composite, _hooks, _ops
+from tfxent import _backend, _composite, _dtypes, _hooks, _ops
 
 # Label dtypes the dense op reads directly for f32 compute: widening them is exact, so TF's
 # cast to float32 (spec §4) need not be materialised as an [N, C] copy.
@@ -55,9 +55,21 @@ def _dense_kernel(
 ) -> tf.Tensor:
     """The [N, C] kernel call that TF makes to SoftmaxCrossEntropyWithLogits."""
     deterministic = config.is_op_determinism_enabled()
-    if choice.backend == _backend.OP:
+    if deterministic:
+        # TF's determinism path starts with LogSoftmax(logits): its dtype check (spec §9).
+        _dtypes.check(logits, "logits", "T", _dtypes.FLOATS)
+    if choice.backend == _backend.OP and not (
+        deterministic and _logits_broadcast_over_classes(logits, labels)
+    ):
         return _ops.dense_loss(logits, labels, deterministic, name)
     return _composite.dense(logits, labels, deterministic, choice.xla)
+
+
+def _logits_broadcast_over_classes(logits: tf.Tensor, labels: tf.Tensor) -> bool:
+    """Logits [N, 1] against labels [N, C]: TF's determinism path takes log_softmax over the
+    single class before broadcasting (loss 0), not after as the kernel does; only the
+    composite path reproduces that."""
+    return logits.shape[-1] == 1 and labels.shape[-1] not in (1,)
 
 
 def dense_stopped(labels: object, logits: object, axis: object, name: str | None) -> tf.Tensor:
@@ -119,6 +131,12 @@ def _sparse_kernel(
 ):
     """The [N, C] kernel call TF makes to SparseSoftmaxCrossEntropyWithLogits."""
     deterministic = config.is_op_determinism_enabled()
+    if deterministic:
+        # TF's determinism path: LogSoftmax(logits), then GatherV2(indices=labels) (spec §9).
+        _dtypes.check(logits, "logits", "T", _dtypes.FLOATS)
+        _dtypes.check(labels, "indices", "Tindices", _dtypes.GATHER_INDICES)
+        if labels.dtype == tf.int16:
+            labels = math_ops.cast(labels, tf.int32)
     if choice.backend == _backend.OP:
         return _ops.sparse_loss(logits, labels, deterministic, name)
     return _composite.sparse(logits, labels, deterministic, choice.xla, rows)

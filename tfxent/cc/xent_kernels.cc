@@ -90,8 +90,8 @@ template <typename T, typename L>
     BCast bcast(BCast::FromShape(logits.shape()), BCast::FromShape(labels.shape()),
                 /*fewer_dims_optimization=*/false);
     if (!bcast.IsValid()) {
-      // Determinism mode: TF multiplies labels · log_softmax(logits) and Mul's check fires
-      // (spec §9); otherwise the kernel's own BCast message (spec §3.1).
+      // Determinism mode: TF multiplies labels by log_softmax(logits) and Mul's broadcast
+      // check fires (spec §9); otherwise the kernel's BCast message (spec §3.1).
       if (deterministic) {
         return errors::InvalidArgument("Incompatible shapes: ", labels.shape().DebugString(),
                                        " vs. ", logits.shape().DebugString());
@@ -164,6 +164,14 @@ void ReduceRows(OpKernelContext* ctx, int64_t rows, int64_t classes, Accumulate 
   }
 }
 
+// A zero loss carries TF's sign: its kernel sums from +0 (so +0), while its determinism
+// path negates such a sum (so −0, spec §7, §9). Rounding can leave either sign here.
+template <typename A>
+A SignedLikeTf(A loss, bool deterministic) {
+  if (loss != A(0)) return loss;
+  return deterministic ? -A(0) : A(0);
+}
+
 // loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (spec §3.1); deterministic: spec §9.
 template <typename T, typename L>
 class DenseXentOp : public OpKernel {
@@ -199,7 +207,7 @@ class DenseXentOp : public OpKernel {
                                  in.y_col_stride, size);
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
-          loss_out[i] = static_cast<T>(DenseLoss(acc, deterministic_));
+          loss_out[i] = static_cast<T>(SignedLikeTf(DenseLoss(acc, deterministic_), deterministic_));
           StoreRowStats(acc, stats_out + i * kRowStats);
         });
   }
@@ -260,8 +268,10 @@ class DenseXentGradOp : public OpKernel {
   bool deterministic_ = false;
 };
 
-// TF's sparse kernel checks, in TF's order (spec §5).
-::tensorflow::Status CheckSparseShapes(const Tensor& logits, const Tensor& labels) {
+// TF's sparse kernel checks, in TF's order (spec §5); in determinism mode TF gathers with
+// batch_dims=1 instead, whose batch check words the mismatch differently (spec §9).
+::tensorflow::Status CheckSparseShapes(const Tensor& logits, const Tensor& labels,
+                                       bool deterministic) {
   if (!TensorShapeUtils::IsMatrix(logits.shape())) {
     return errors::InvalidArgument("logits must be 2-D, but got shape ",
                                    logits.shape().DebugString());
@@ -271,6 +281,11 @@ class DenseXentGradOp : public OpKernel {
                                    labels.shape().DebugString());
   }
   if (logits.dim_size(0) != labels.dim_size(0)) {
+    if (deterministic) {
+      return errors::InvalidArgument("params.shape[0]: ", logits.dim_size(0),
+                                     " should be equal to indices.shape[0]: ",
+                                     labels.dim_size(0));
+    }
     return errors::InvalidArgument(
         "logits and labels must have the same first dimension, got logits shape ",
         logits.shape().DebugString(), " and labels shape ", labels.shape().DebugString());
@@ -317,7 +332,7 @@ class SparseXentOp : public OpKernel {
     using A = typename Widen<T>::type;
     const Tensor& logits = ctx->input(0);
     const Tensor& labels = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckSparseShapes(logits, labels));
+    OP_REQUIRES_OK(ctx, CheckSparseShapes(logits, labels, deterministic_));
     const int64_t rows = logits.dim_size(0);
     const int64_t classes = logits.dim_size(1);
     // TF checks the class count before the empty-batch short-cut, so [0, 0] fails too; the
@@ -342,9 +357,10 @@ class SparseXentOp : public OpKernel {
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
           const A x_label = static_cast<A>(x[i * classes + label[i]]);
-          loss_out[i] = static_cast<T>(
+          loss_out[i] = static_cast<T>(SignedLikeTf(
               deterministic_ ? -((x_label - acc.max) - std::log(acc.sum_exp))
-                             : SparseLoss(acc, x_label));
+                             : SparseLoss(acc, x_label),
+              deterministic_));
           StoreRowStats(acc, stats_out + i * kRowStats);
         });
   }
@@ -363,7 +379,7 @@ class SparseXentGradOp : public OpKernel {
     using A = typename Widen<T>::type;
     const Tensor& logits = ctx->input(0);
     const Tensor& labels = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckSparseShapes(logits, labels));
+    OP_REQUIRES_OK(ctx, CheckSparseShapes(logits, labels, /*deterministic=*/false));
     const int64_t rows = logits.dim_size(0);
     const int64_t classes = logits.dim_size(1);
     const Tensor& stats = ctx->input(2);

@@ -25,6 +25,19 @@ constexpr int kRowStats = 3;
 // TF's SoftmaxCrossEntropyWithLogits shape function (core/ops/nn_ops.cc): equal [N, C]
 // shapes merge; otherwise the two inputs must broadcast to a rank-2 shape.
 ::tensorflow::Status DenseXentShape(InferenceContext* c) {
+  bool deterministic = false;
+  TF_RETURN_IF_ERROR(c->GetAttr("deterministic", &deterministic));
+  if (deterministic) {
+    // TF's determinism path is Mul(labels, LogSoftmax(logits)): plain broadcasting, with the
+    // labels' dimension named first in a static mismatch (spec §9).
+    ShapeHandle broadcast;
+    TF_RETURN_IF_ERROR(::tensorflow::shape_inference::BroadcastBinaryOpOutputShapeFnHelper(
+        c, c->input(1), c->input(0), true, &broadcast));
+    TF_RETURN_IF_ERROR(c->WithRank(broadcast, 2, &broadcast));
+    c->set_output(0, c->Vector(c->Dim(broadcast, 0)));
+    c->set_output(1, c->Matrix(c->Dim(broadcast, 0), kRowStats));
+    return ::tensorflow::OkStatus();
+  }
   ShapeHandle input;
   if (c->WithRank(c->input(0), 2, &input).ok() && c->Merge(input, c->input(1), &input).ok()) {
     DimensionHandle batch_size = c->Dim(input, 0);
