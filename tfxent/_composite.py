@@ -126,8 +126,15 @@ def sparse(
             None, None, f"Must have at least one class, but got logits shape [{rows},0]"
         )
     if deterministic:
-        log_probs = gen_nn_ops.log_softmax(logits)
-        return -array_ops.gather(log_probs, labels, batch_dims=1)
+        # TF's determinism formula (nn_ops l.4255-4277): gather, then NaN for invalid labels;
+        # the select also gates their gradient to zero, as TF's does.
+        cost = -array_ops.gather(gen_nn_ops.log_softmax(logits), labels, batch_dims=1)
+        invalid = math_ops.logical_or(
+            math_ops.less(labels, 0),
+            math_ops.greater_equal(labels, math_ops.cast(classes, labels.dtype)),
+        )
+        nan = tf.constant(float("nan"), dtype=logits.dtype)
+        return array_ops.where(invalid, array_ops.broadcast_to(nan, array_ops.shape(cost)), cost)
     checks = [] if xla else _check_label_range(labels, classes)
     with tf.control_dependencies(checks):
         one_hot = _one_hot_with_nan_rows(labels, classes, logits.dtype)

@@ -40,8 +40,12 @@ def dense_loss(features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name
 def sparse_loss(
     features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name: str
 ) -> tf.Tensor:
+    # Unnamed, TF's node takes its op type's name; tfxent's takes the same name (spec §3.4).
     loss, _ = _library().tfxent_sparse_softmax_xent(
-        features, labels, deterministic=deterministic, name=name
+        features,
+        labels,
+        deterministic=deterministic,
+        name=name or "SparseSoftmaxCrossEntropyWithLogits",
     )
     return loss
 

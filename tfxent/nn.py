@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from tfxent import _args, _xent
 from tfxent.compat.v1 import nn as _v1
 
+# The functions carry no annotations: their inspect.signature must equal TF's (spec §1).
 __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"]
 
 
 @_args.dispatch_support
-def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None) -> tf.Tensor:
+def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
     """Softmax cross entropy between `logits` and `labels` along `axis`.
 
     Reproduces `tf.nn.softmax_cross_entropy_with_logits` of the installed TF (spec §1, §3, §6).
@@ -46,7 +45,7 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None) -> tf.
 
 
 @_args.dispatch_support
-def sparse_softmax_cross_entropy_with_logits(labels, logits, name=None) -> tf.Tensor:
+def sparse_softmax_cross_entropy_with_logits(labels, logits, name=None):
     """Softmax cross entropy against integer class indices along the last axis.
 
     Reproduces `tf.nn.sparse_softmax_cross_entropy_with_logits` (spec §1, §5): lossᵢ =

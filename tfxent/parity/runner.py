@@ -39,6 +39,7 @@ class Outcome:
     dtypes: dict[str, str | None] = field(default_factory=dict)
     static_shape: str | None = None
     grad_error: BaseException | None = None
+    op_types: frozenset[str] = frozenset()  # op types of the traced graphs (not eager)
 
 
 def _is_float(value: object) -> bool:
@@ -99,6 +100,15 @@ def _tensorize(value: object) -> object:
     return tf.constant(value) if isinstance(value, np.ndarray | np.generic) else value
 
 
+def _op_types(function, *args) -> frozenset[str]:
+    """Op types in a traced tf.function, including the functions it calls."""
+    graph = function.get_concrete_function(*args).graph
+    types = {op.type for op in graph.get_operations()}
+    for sub in graph._functions.values():  # noqa: SLF001 - gradient and nested functions
+        types |= {node.op for node in sub.definition.node_def}
+    return frozenset(types)
+
+
 def run_eager_or_function(fn, case: Case, mode: str) -> Outcome:
     outcome = Outcome()
     labels, logits = _tensorize(case.labels), _tensorize(case.logits)
@@ -115,6 +125,8 @@ def run_eager_or_function(fn, case: Case, mode: str) -> Outcome:
         return outcome
     outcome.values, outcome.dtypes = _as_numpy({"loss": loss})
     outcome.static_shape = str(loss.shape)
+    if mode != "eager":
+        outcome.op_types = _op_types(forward, labels, logits)
     if not (case.gradients and _is_float(case.logits)):
         return outcome
 
@@ -130,6 +142,8 @@ def run_eager_or_function(fn, case: Case, mode: str) -> Outcome:
     except Exception as err:  # noqa: BLE001
         outcome.grad_error = err
         return outcome
+    if mode != "eager":
+        outcome.op_types |= _op_types(grads, labels, logits)
     outcome.values.update(values)
     outcome.dtypes.update(dtypes)
     return outcome
@@ -157,6 +171,7 @@ def run_session(fn, case: Case) -> Outcome:
             return outcome
         outcome.static_shape = str(loss.shape)
         fetches = {"loss": loss}
+        outcome.op_types = frozenset(op.type for op in graph.get_operations())
         grad_error = None
         if case.gradients and _is_float(case.logits):
             try:
@@ -322,6 +337,34 @@ def _compare_arrays(key: str, ours, theirs, dtype: str | None, sparse: bool) -> 
     return []
 
 
+TF_XENT_OPS = frozenset({"SoftmaxCrossEntropyWithLogits", "SparseSoftmaxCrossEntropyWithLogits"})
+CUSTOM_OPS = frozenset({"TfxentSoftmaxXent", "TfxentSoftmaxXentGrad", "TfxentSparseSoftmaxXent"})
+
+
+def expects_custom_op(case: Case, mode: str, deterministic: bool) -> bool:
+    """Whether tfxent must have run its custom op here: everywhere but XLA, and but the
+    determinism-mode logits broadcast over classes that the core hands to the composite."""
+    composite = mode == "xla" or (deterministic and case.name == "logits_Nx1_labels_NxC")
+    return not composite
+
+
+def _backend_problems(case: Case, mode: str, deterministic: bool, ours: Outcome) -> list[str]:
+    """A silent fallback must not pass as parity: check the ops in tfxent's traced graphs."""
+    if mode == "eager" or ours.error is not None:
+        return []
+    problems = []
+    if ours.op_types & TF_XENT_OPS:
+        problems.append(
+            f"tfxent's graph contains TF's xent ops {sorted(ours.op_types & TF_XENT_OPS)}"
+        )
+    used = ours.op_types & CUSTOM_OPS
+    if expects_custom_op(case, mode, deterministic) and not used:
+        problems.append("tfxent's graph does not contain its custom op (silent fallback?)")
+    if not expects_custom_op(case, mode, deterministic) and used:
+        problems.append(f"tfxent's graph contains {sorted(used)} where the composite path belongs")
+    return problems
+
+
 def compare(case: Case, mode: str, deterministic: bool = False) -> Comparison:
     """Run the case on both sides and list every difference (empty list: parity)."""
     ours_fn, theirs_fn = surfaces(case.api)
@@ -329,6 +372,7 @@ def compare(case: Case, mode: str, deterministic: bool = False) -> Comparison:
         ours = run(ours_fn, case, mode)
         theirs = run(theirs_fn, case, mode)
     problems = _compare_error("error", ours.error, theirs.error)
+    problems += _backend_problems(case, mode, deterministic, ours)
     if not problems and ours.error is None:
         if ours.static_shape != theirs.static_shape:
             problems.append(f"static shape {ours.static_shape} vs TF {theirs.static_shape}")

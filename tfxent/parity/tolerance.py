@@ -14,12 +14,16 @@ round the same f32 result, so values agree to a few units in the last place, not
 * bfloat16 sparse: TF computes in bfloat16 arithmetic (spec §4) while tfxent computes in f32
   and rounds once; TF's accumulated rounding is up to ~log2(C) bf16 ulp: 8 eps.
 * second order goes through different primitive sequences (matmul vs reduce): ×4.
+* TF 2.16's kernels round differently from every other version (spec §7, §11.2): the factor
+  comes from the version table (`tfxent._versions`, "kernel_rounding_2_16_2"), 1 elsewhere.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from tfxent import _versions
 
 _EPS = {
     tf.float16: float(np.finfo(np.float16).eps),
@@ -30,11 +34,20 @@ _EPS = {
 _ULPS = {tf.float16: 2.0, tf.bfloat16: 2.0, tf.float32: 64.0, tf.float64: 64.0}
 _SPARSE_BF16_ULPS = 8.0
 _SECOND_ORDER_FACTOR = 4.0
+_INSTALLED_FACTOR = float(_versions.value("kernel_rounding_2_16_2"))
 
 
-def tolerance(dtype: tf.DType, sparse: bool = False, order: int = 1) -> float:
-    """Relative and absolute tolerance for comparing a tfxent result with TF's."""
+def tolerance(
+    dtype: tf.DType, sparse: bool = False, order: int = 1, tf_version: str | None = None
+) -> float:
+    """Relative and absolute tolerance for comparing a tfxent result with TF's (the
+    installed TF's, or `tf_version`'s)."""
     dtype = tf.as_dtype(dtype)
+    version_factor = (
+        _INSTALLED_FACTOR
+        if tf_version is None
+        else float(_versions.value("kernel_rounding_2_16_2", tf_version=tf_version))
+    )
     ulps = _SPARSE_BF16_ULPS if (sparse and dtype == tf.bfloat16) else _ULPS.get(dtype, 64.0)
-    factor = _SECOND_ORDER_FACTOR if order > 1 else 1.0
+    factor = (_SECOND_ORDER_FACTOR if order > 1 else 1.0) * version_factor
     return _EPS.get(dtype, _EPS[tf.float32]) * ulps * factor

@@ -7,10 +7,9 @@ missing-argument messages and the deprecation log lines are those of the install
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from tfxent import _args, _xent
 
+# The functions carry no annotations: their inspect.signature must equal TF's (spec §1).
 __all__ = [
     "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_v2",
@@ -20,9 +19,7 @@ __all__ = [
 
 @_args.dispatch_support
 @_args.deprecated_v1_dense
-def softmax_cross_entropy_with_logits(
-    labels=None, logits=None, dim=-1, name=None, axis=None
-) -> tf.Tensor:
+def softmax_cross_entropy_with_logits(labels=None, logits=None, dim=-1, name=None, axis=None):
     """Softmax cross entropy whose labels receive no gradient (TF 1.x semantics).
 
     Reproduces `tf.compat.v1.nn.softmax_cross_entropy_with_logits` of the installed TF
@@ -55,9 +52,7 @@ def softmax_cross_entropy_with_logits(
 
 @_args.dispatch_support
 @_args.deprecated_dim
-def softmax_cross_entropy_with_logits_v2(
-    labels, logits, axis=None, name=None, dim=None
-) -> tf.Tensor:
+def softmax_cross_entropy_with_logits_v2(labels, logits, axis=None, name=None, dim=None):
     """Softmax cross entropy whose labels receive a gradient.
 
     Reproduces `tf.compat.v1.nn.softmax_cross_entropy_with_logits_v2` (spec §1, §3, §6):
@@ -72,7 +67,7 @@ def softmax_cross_entropy_with_logits_v2(
 
 
 @_args.dispatch_support
-def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None) -> tf.Tensor:
+def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """Softmax cross entropy against integer class indices.
 
     Reproduces `tf.compat.v1.nn.sparse_softmax_cross_entropy_with_logits` (spec §4, §5):
