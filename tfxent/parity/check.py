@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 DESCRIPTION = """\
 Run tfxent's parity catalogue against the installed TensorFlow: every case calls tfxent and
@@ -210,6 +210,9 @@ class Result:
     problems: list[str]
     substituted: bool = False
     seconds: float = 0.0
+    known: str | None = None  # the documented difference this comparison showed, if any
+    raised: bool = False  # tfxent raised (an error comparison)
+    grad_orders: int = 0  # gradient orders compared when nothing raises: 0, 1 or 2
 
 
 def _class_axis(case) -> object:
@@ -240,39 +243,76 @@ def tf_would_crash(case, mode: str, deterministic: bool) -> bool:
     return _versions.dense_zero_classes(tuple(shape), _class_axis(case))
 
 
-def compare_where_tf_crashes(case, mode: str) -> list[str]:
-    """Problems of tfxent's result against what every non-crashing TF returns: zeros.
+def expected_where_tf_crashes(case, mode: str) -> dict:
+    """What every TF version but 2.16 answers for a dense call with zero classes.
 
-    On a version where TF segfaults on dense zero classes, tfxent deliberately returns
-    TF's answer from every other version (an intentional difference): a `+0.0` loss of the
-    logits' shape without the class axis, in the logits' dtype, and zero (empty) gradients.
+    `{"error": None, "shape": ...}`: a `+0.0` loss of the logits' shape without the class
+    axis, in the logits' dtype, with zero (empty) gradients; or, when the other dimensions
+    are empty too (`[0,0]`) in eager and Session mode, `{"error": "InvalidArgumentError",
+    "fragment": ...}`: the Reshape of the kernel's one-row result fails. Under tf.function
+    the static shapes make that Reshape succeed and the loss is empty.
     """
     import numpy as np
 
+    logits = np.asarray(case.logits)
+    axis = _class_axis(case) % logits.ndim
+    shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
+    if int(np.prod(shape)) == 0 and len(shape) > 0 and mode in ("eager", "session"):
+        return {
+            "error": "InvalidArgumentError",
+            "fragment": re.compile(r"Input to reshape is a tensor with \d+ values, but the "
+                                   r"requested shape has 0"),
+        }  # fmt: skip
+    return {"error": None, "shape": shape, "dtype": logits.dtype.name}
+
+
+def outcome_problems(outcome, expected: dict, side: str = "tfxent") -> list[str]:
+    """Differences between one side's runner Outcome and an `expected_where_tf_crashes`."""
+    import numpy as np
+
+    if expected["error"] is not None:
+        if outcome.error is None:
+            return [f"error: {side} returned a value where other TF versions raise "
+                    f"{expected['error']} ({expected['fragment'].pattern})"]  # fmt: skip
+        problems = []
+        if type(outcome.error).__name__ != expected["error"]:
+            problems.append(f"error: {side} raised {type(outcome.error).__name__}, other TF "
+                            f"versions {expected['error']}")  # fmt: skip
+        if not expected["fragment"].search(str(outcome.error)):
+            problems.append(f"error: {side}'s message {str(outcome.error)[:200]!r} lacks "
+                            f"{expected['fragment'].pattern!r}")  # fmt: skip
+        return problems
+    if outcome.error is not None:
+        return [f"error: {side} raised {outcome.error!r} where other TF versions return zeros"]
+    problems = []
+    loss = outcome.values.get("loss")
+    if loss is None or loss.shape != expected["shape"]:
+        got = None if loss is None else loss.shape
+        problems.append(f"loss: shape {got} where other TF versions give {expected['shape']}")
+    elif np.any(loss != 0) or np.any(np.signbit(loss)):
+        problems.append(f"loss: {loss.tolist()} where other TF versions return +0.0")
+    if outcome.dtypes.get("loss") != expected["dtype"]:
+        problems.append(f"loss: dtype {outcome.dtypes.get('loss')} vs {expected['dtype']}")
+    if outcome.grad_error is not None:
+        problems.append(f"gradient error: {side} raised {outcome.grad_error!r}")
+    for key, value in sorted(outcome.values.items()):
+        if key != "loss" and value is not None and np.any(value != 0):
+            problems.append(f"{key}: nonzero gradient for zero classes")
+    return problems
+
+
+def compare_where_tf_crashes(case, mode: str) -> list[str]:
+    """Problems of tfxent's result against what every non-crashing TF returns.
+
+    On a version where TF segfaults on dense zero classes, tfxent deliberately gives TF's
+    answer from every other version (an intentional difference, compat_matrix.md).
+    """
     from tfxent.parity import runner
 
     ours_fn, _ = runner.surfaces(case.api)
     with runner.determinism(False):
         ours = runner.run(ours_fn, case, mode)
-    if ours.error is not None:
-        return [f"error: tfxent raised {ours.error!r} where other TF versions return zeros"]
-    logits = np.asarray(case.logits)
-    axis = _class_axis(case)
-    expected_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis % logits.ndim)
-    problems = []
-    loss = ours.values.get("loss")
-    if loss is None or loss.shape != expected_shape:
-        problems.append(f"loss: shape {None if loss is None else loss.shape} vs {expected_shape}")
-    elif np.any(loss != 0) or np.any(np.signbit(loss)):
-        problems.append(f"loss: {loss} where other TF versions return +0.0")
-    if ours.dtypes.get("loss") != logits.dtype.name and logits.dtype.kind == "f":
-        problems.append(f"loss: dtype {ours.dtypes.get('loss')} vs {logits.dtype.name}")
-    if ours.grad_error is not None:
-        problems.append(f"gradient error: tfxent raised {ours.grad_error!r}")
-    for key, value in sorted(ours.values.items()):
-        if key != "loss" and value is not None and np.any(value != 0):
-            problems.append(f"{key}: nonzero gradient for zero classes")
-    return problems
+    return outcome_problems(ours, expected_where_tf_crashes(case, mode))
 
 
 _WORKER_CASES: dict | None = None
@@ -297,11 +337,18 @@ def run_unit(unit: Unit) -> list[Result]:
         case = by_id[case_id]
         started = time.perf_counter()
         substituted = tf_would_crash(case, unit.mode, unit.deterministic)
+        known, raised = None, False
         try:
             if substituted:
                 problems = compare_where_tf_crashes(case, unit.mode)
             else:
-                problems = list(runner.compare(case, unit.mode, unit.deterministic).problems)
+                comparison = runner.compare(case, unit.mode, unit.deterministic)
+                raised = bool(getattr(comparison, "raised", False))
+                problems = [] if comparison.ok else list(comparison.problems)
+                if comparison.ok and getattr(comparison, "known", None) is not None:
+                    known = comparison.known.key
+                elif not comparison.ok and comparison.problems == [] and comparison.known:
+                    problems = [f"stale known difference {comparison.known.key}: now at parity"]
         except Exception as err:  # noqa: BLE001 - reported as a difference
             problems = [f"check: the runner raised {type(err).__name__}: {str(err)[:300]}"]
         results.append(
@@ -313,9 +360,21 @@ def run_unit(unit: Unit) -> list[Result]:
                 problems,
                 substituted,
                 round(time.perf_counter() - started, 3),
+                known,
+                raised,
+                _grad_orders(case, runner),
             )
         )
     return results
+
+
+def _grad_orders(case, runner) -> int:
+    """Gradient orders the runner compares for this case (its own rule, when it has one)."""
+    is_float = getattr(runner, "_is_float", None)
+    second = getattr(runner, "_second_order_supported", None)
+    if not case.gradients or (is_float is not None and not is_float(case.logits)):
+        return 0
+    return 2 if second is not None and second(case) else 1
 
 
 def _worker_init() -> None:
@@ -382,11 +441,9 @@ def execute(units: list[Unit], jobs: int, verbose: bool = False) -> list[Result]
 # Signatures
 
 
-def _parameters(fn) -> str:
-    """The parameter list only (names, kinds, defaults); annotations are not part of it."""
-    sig = inspect.signature(fn)
-    params = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
-    return str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty))
+def _signature(fn) -> str:
+    """`str(inspect.signature(fn))`: names, kinds, defaults and annotations."""
+    return str(inspect.signature(fn))
 
 
 def compare_signatures() -> list[dict]:
@@ -403,16 +460,16 @@ def compare_signatures() -> list[dict]:
     )
     for ours_name, ours_mod, theirs_name, theirs_mod in pairs:
         for name in sorted(ours_mod.__all__):
-            ours = _parameters(getattr(ours_mod, name))
+            ours = _signature(getattr(ours_mod, name))
             theirs_fn = getattr(theirs_mod, name, None)
-            theirs = _parameters(theirs_fn) if theirs_fn is not None else None
+            theirs = _signature(theirs_fn) if theirs_fn is not None else None
             problems = [] if ours == theirs else [f"tfxent {ours} vs TF {theirs}"]
             rows.append(
                 {"function": f"{ours_name}.{name}", "reference": f"{theirs_name}.{name}",
                  "signature": ours, "problems": problems}
             )  # fmt: skip
     for name, expected in sorted(_TF1_SIGNATURES.items()):
-        ours = _parameters(getattr(tfxent, name))
+        ours = _signature(getattr(tfxent, name))
         problems = [] if ours == expected else [f"tfxent {ours} vs the TF 1.x contract {expected}"]
         rows.append(
             {"function": f"tfxent.{name}", "reference": "TF 1.x contract (intentional)",
@@ -438,9 +495,10 @@ def _aspect(problem: str) -> str:
 def columns(results: list[Result], signatures: list[dict]) -> dict[str, dict]:
     """Per compat-matrix column: comparisons checked and failed (None: not run).
 
-    Op determinism, XLA and Session comparisons count in their own column; eager and
-    tf.function comparisons with determinism off count in the aspect (values, gradients,
-    errors) their problems concern.
+    Op determinism, XLA and Session comparisons count in their own column. Eager and
+    tf.function comparisons with determinism off count under *errors* when the call raises,
+    else under *values* and the gradient orders compared; a problem counts under the aspect
+    it concerns.
     """
     table = {key: {"checked": 0, "failed": 0} for key, _ in COLUMNS}
     table["signatures"] = {
@@ -449,19 +507,25 @@ def columns(results: list[Result], signatures: list[dict]) -> dict[str, dict]:
     }
     for r in results:
         if r.deterministic:
-            keys = {"determinism"} if r.problems else set()
-            table["determinism"]["checked"] += 1
+            checked, failed = {"determinism"}, {"determinism"} if r.problems else set()
         elif r.mode == "xla":
-            keys = {"xla"} if r.problems else set()
-            table["xla"]["checked"] += 1
+            checked, failed = {"xla"}, {"xla"} if r.problems else set()
         elif r.mode == "session":
-            keys = {"v1_graph"} if r.problems else set()
-            table["v1_graph"]["checked"] += 1
+            checked, failed = {"v1_graph"}, {"v1_graph"} if r.problems else set()
         else:
-            keys = {_aspect(p) for p in r.problems}
-            for key in ("values", "gradients_1", "gradients_2", "errors"):
-                table[key]["checked"] += 1
-        for key in keys:
+            failed = {_aspect(p) for p in r.problems}
+            if r.raised:
+                checked = {"errors"}
+            else:
+                checked = {"values"}
+                if r.grad_orders >= 1:
+                    checked.add("gradients_1")
+                if r.grad_orders >= 2:
+                    checked.add("gradients_2")
+            checked |= failed
+        for key in checked:
+            table[key]["checked"] += 1
+        for key in failed:
             table[key]["failed"] += 1
     for cell in table.values():
         if cell["checked"] == 0:
@@ -555,9 +619,7 @@ def build_report(args: argparse.Namespace, jobs: int) -> dict:
         "per_surface": {api: per_surface[api] for api in _SURFACES if api in per_surface},
         "signatures": signatures,
         "failures": failures,
-        "substituted": sorted(
-            {f"{r.case} [{r.mode}]" for r in results if r.substituted}, key=str
-        ),
+        "substituted": sorted({f"{r.case} [{r.mode}]" for r in results if r.substituted}, key=str),
         "version_behaviours": {k: v for k, v in _versions.current().items()},
         "ok": not failures and not any(s["problems"] for s in signatures),
     }

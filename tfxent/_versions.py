@@ -1,0 +1,256 @@
+"""Everything that differs between TensorFlow versions, in one table (spec §11).
+
+tfxent reproduces the installed TF, so where TF versions differ tfxent either follows the
+installed version (most rows) or deliberately returns what every other version returns
+(the 2.16 zero-class segfault). Code and tests ask this module instead of comparing
+version strings themselves:
+
+    >>> from tfxent import _versions
+    >>> _versions.has("eager_error_name_suffix", tf_version="2.12.1")
+    False
+    >>> _versions.value("graph_tensor_type_name", tf_version="2.21.0")
+    'SymbolicTensor'
+
+Each row says which TF (or NumPy) versions have the behaviour, what the behaviour is, what
+tfxent does about it and which test pins it; compat_matrix.md lists the rows verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "BEHAVIOURS",
+    "Behaviour",
+    "current",
+    "dense_zero_classes",
+    "has",
+    "parse",
+    "value",
+]
+
+Version = tuple[int, int, int]
+
+
+def parse(version: str) -> Version:
+    """`"2.16.2"` → (2, 16, 2); nightlies (`"2.22.0-dev20260905"`) count as their release."""
+    match = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    if not match:
+        raise ValueError(f"not a version: {version!r}")
+    return tuple(int(part or 0) for part in match.groups())  # type: ignore[return-value]
+
+
+_CLAUSE = re.compile(r"\s*(<=|>=|==|<|>)\s*([0-9][0-9.]*)\s*$")
+
+
+def _matches(spec: str | None, version: Version) -> bool:
+    """Whether `version` satisfies a spec such as `">=2.13"`, `"==2.16.2"` or `">=2.16,<2.17"`.
+
+    `==2.16` means every 2.16.x; the other operators compare (major, minor, patch) tuples.
+    """
+    if spec is None:
+        return True
+    for clause in spec.split(","):
+        match = _CLAUSE.match(clause)
+        if not match:
+            raise ValueError(f"bad version clause {clause!r} in {spec!r}")
+        op, text = match.groups()
+        bound = parse(text)
+        if op == "==":
+            width = text.count(".") + 1
+            ok = version[:width] == bound[:width]
+        else:
+            ok = {
+                "<": version < bound,
+                "<=": version <= bound,
+                ">": version > bound,
+                ">=": version >= bound,
+            }[op]
+        if not ok:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """One difference between TF versions.
+
+    `tf` / `numpy` are version specs for where the behaviour is present; `present` and
+    `absent` are what `value()` returns inside and outside them. `intentional` marks the
+    rows where tfxent deliberately does *not* reproduce the installed TF.
+    """
+
+    key: str
+    summary: str
+    tf: str | None = None
+    numpy: str | None = None
+    present: object = True
+    absent: object = False
+    tf_does: str = ""
+    tfxent_does: str = ""
+    pinned_by: str = ""
+    intentional: bool = False
+
+    def applies(self, tf_version: Version, numpy_version: Version) -> bool:
+        return _matches(self.tf, tf_version) and _matches(self.numpy, numpy_version)
+
+    @property
+    def versions(self) -> str:
+        """Human-readable scope, for compat_matrix.md."""
+        parts = []
+        if self.tf:
+            parts.append("TF " + self.tf.replace(",", ", "))
+        if self.numpy:
+            parts.append("NumPy " + self.numpy.replace(",", ", "))
+        return "; ".join(parts) or "all"
+
+
+BEHAVIOURS: tuple[Behaviour, ...] = (
+    Behaviour(
+        key="eager_error_name_suffix",
+        summary="eager kernel errors end in ` name: ` after `[Op:<Op>]`",
+        tf=">=2.13",
+        tf_does="2.13+ appends ` name: ` to eager op errors; 2.12 does not (a general eager "
+        "runtime change, spec §8, §11.2).",
+        tfxent_does="follows: its eager errors come from the same runtime, so they carry the "
+        "suffix exactly where TF's do; the parity runner matches the message fragment before it.",
+        pinned_by="tests/test_versions.py::test_eager_error_suffix_follows_installed_tf",
+    ),
+    Behaviour(
+        key="kernel_rounding_2_16_2",
+        summary="native CPU kernel rounding differs in the last bits",
+        tf="==2.16",
+        present=4.0,
+        absent=1.0,
+        tf_does="2.16.2's xent kernels round differently: the deterministic log_softmax path "
+        "is only 45% bit-identical to the kernel (max 2 ulp, identical elsewhere) and sparse "
+        "vs dense one-hot differs by up to 63 ulp (≤1 elsewhere), spec §7, §11.2.",
+        tfxent_does="follows within tolerance: value() is the factor the parity tolerance is "
+        "widened by on this version (tfxent/parity/tolerance.py).",
+        pinned_by="tests/test_versions.py::test_tolerance_widens_only_for_2_16",
+    ),
+    Behaviour(
+        key="dense_zero_classes_segfault",
+        summary="dense logits with 0 classes crash the process (SIGSEGV)",
+        tf="==2.16",
+        tf_does="2.16.2's native dense kernel segfaults on a class dimension of 0 (`[N,0]`, "
+        "`[1,0]`, rank-1 `[0]`, and `[0,0]` too; eager, tf.function, Session, raw op). The XLA "
+        "and determinism paths do not crash; every other version returns zeros (a Reshape "
+        "error for `[0,0]` in eager/Session), spec §11.2. Measured on 2.16.2; "
+        "2.16.0/2.16.1 are treated alike so that the parity check never crashes.",
+        tfxent_does="intentional difference: returns zeros (`+0.0`) like every other "
+        "version; the parity check compares tfxent with that instead of calling TF.",
+        pinned_by="tests/test_versions.py::test_zero_class_substitute_matches_tf",
+        intentional=True,
+    ),
+    Behaviour(
+        key="xla_rounding_pre_2_19",
+        summary="XLA (`jit_compile`) rounds differently from the native kernel",
+        tf="<2.19",
+        tf_does="XLA dense loss `0.40760604` (≤2.18) vs `0.40760595` (2.19+, equal to the "
+        "native kernel); XLA sparse bf16 `0.408203` (2.16-2.17) vs `0.40625` (spec §10, §11.2).",
+        tfxent_does="follows: under XLA tfxent lowers to TF's own XLA ops, so it rounds like "
+        "the installed TF's XLA within the parity tolerance.",
+        pinned_by="tfxent check / tests parity runner, mode xla",
+    ),
+    Behaviour(
+        key="autograph_bool_message",
+        summary="wording of `OperatorNotAllowedInGraphError` for a tensor `axis`",
+        tf="<2.14",
+        present="pre-2.14 wording",
+        absent="2.14+ wording",
+        tf_does="generic autograph message text changed in 2.14 (spec §11.2); both begin "
+        "`Using a symbolic \\`tf.Tensor\\` as a Python \\`bool\\``.",
+        tfxent_does="follows: the error is raised by TF's own tensor `__bool__`.",
+        pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
+    ),
+    Behaviour(
+        key="graph_tensor_type_name",
+        summary="legacy-graph tensor `axis` TypeError names `Tensor` / `SymbolicTensor`",
+        tf="<2.14",
+        present="Tensor",
+        absent="SymbolicTensor",
+        tf_does="`… not Tensor` on 2.12-2.13, `… not SymbolicTensor` on 2.14+ (graph tensors "
+        "got their own class, spec §11.2).",
+        tfxent_does="follows: the TypeError comes from TF's own tensor class.",
+        pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
+    ),
+    Behaviour(
+        key="numpy1_scalar_axis_fails",
+        summary="a NumPy scalar axis (`np.int32(0)`) fails",
+        numpy="<2",
+        tf_does="with NumPy 1.x, `range(dim_index + 1, rank)` promotes `np.int32(0) + 1` by "
+        "value and the Range op raises `Tensor conversion requested dtype int32 for Tensor "
+        "with dtype int64`; NumPy 2 works (2.12-2.17 wheels pin NumPy 1 here, spec §11.2).",
+        tfxent_does="follows: the axis goes through the same Python arithmetic and Range op.",
+        pinned_by="tests/test_versions.py::test_numpy_scalar_axis_follows_numpy",
+    ),
+)
+
+_BY_KEY = {b.key: b for b in BEHAVIOURS}
+
+
+def _installed() -> tuple[Version, Version]:
+    import numpy as np
+    import tensorflow as tf
+
+    return parse(tf.__version__), parse(np.__version__)
+
+
+def _resolve(
+    key: str, tf_version: str | Version | None, numpy_version: str | Version | None
+) -> tuple[Behaviour, Version, Version]:
+    try:
+        behaviour = _BY_KEY[key]
+    except KeyError:
+        raise KeyError(
+            f"no version-dependent behaviour {key!r}; known: {sorted(_BY_KEY)}"
+        ) from None
+    if tf_version is None or numpy_version is None:
+        installed_tf, installed_np = _installed()
+        tf_version = installed_tf if tf_version is None else tf_version
+        numpy_version = installed_np if numpy_version is None else numpy_version
+    if isinstance(tf_version, str):
+        tf_version = parse(tf_version)
+    if isinstance(numpy_version, str):
+        numpy_version = parse(numpy_version)
+    return behaviour, tf_version, numpy_version
+
+
+def has(
+    key: str, tf_version: str | Version | None = None, numpy_version: str | Version | None = None
+) -> bool:
+    """Whether the installed (or the given) TF/NumPy has behaviour `key`."""
+    behaviour, tfv, npv = _resolve(key, tf_version, numpy_version)
+    return behaviour.applies(tfv, npv)
+
+
+def value(
+    key: str, tf_version: str | Version | None = None, numpy_version: str | Version | None = None
+) -> object:
+    """`present` or `absent` of behaviour `key` for the installed (or the given) versions."""
+    behaviour, tfv, npv = _resolve(key, tf_version, numpy_version)
+    return behaviour.present if behaviour.applies(tfv, npv) else behaviour.absent
+
+
+def current() -> dict[str, object]:
+    """Every behaviour's value on the installed TF and NumPy, by key."""
+    return {key: value(key) for key in _BY_KEY}
+
+
+def dense_zero_classes(logits_shape: tuple[int, ...] | None, axis: object = -1) -> bool:
+    """Whether a dense call reaches TF's native kernel with a class dimension of 0.
+
+    That is the input 2.16 crashes on: a valid class axis of size 0, whatever the other
+    dimensions (`[N,0]`, `[0]`, and also `[0,0]` and `[3,0,0]`, which other versions
+    answer with a Reshape error after the kernel has run).
+    """
+    if logits_shape is None or len(logits_shape) == 0:
+        return False
+    rank = len(logits_shape)
+    if axis is None:
+        axis = -1
+    if not isinstance(axis, int) or isinstance(axis, bool) or not (axis == -1 or 0 <= axis < rank):
+        return False
+    return logits_shape[axis] == 0
