@@ -27,7 +27,11 @@ def _kernel_backprop(x: tf.Tensor, y: tf.Tensor):
     for y, so the mixed term is 0 (NaN where log_softmax is infinite), exactly as TF's.
     """
     zeros = array_ops.zeros_like(x) + array_ops.zeros_like(y)
-    backprop = gen_nn_ops.softmax(x + zeros) - (y + zeros)
+    # The kernel's exp(z)/Σexp(z), not the Softmax op: an +inf logit makes the kernel's whole
+    # row NaN, where Softmax would give 0 for the other classes (spec §3.2).
+    shifted = (x + zeros) - math_ops.reduce_max(x + zeros, axis=1, keepdims=True)
+    exp = math_ops.exp(shifted)
+    backprop = exp / math_ops.reduce_sum(exp, axis=1, keepdims=True) - (y + zeros)
 
     def grad(grad_grad):
         x_b = x + array_ops.zeros_like(grad_grad)

@@ -275,6 +275,7 @@ class Comparison:
     deterministic: bool
     problems: list[str]
     known: KnownDifference | None = None
+    raised: bool = False  # tfxent's call raised (as TF's did, when there are no problems)
 
     @property
     def ok(self) -> bool:
@@ -391,6 +392,5 @@ def compare(case: Case, mode: str, deterministic: bool = False) -> Comparison:
                 theirs.dtypes.get(key),
                 case.sparse,
             )
-    return Comparison(
-        case, mode, deterministic, problems, known_difference(case, mode, deterministic)
-    )
+    known = known_difference(case, mode, deterministic)
+    return Comparison(case, mode, deterministic, problems, known, ours.error is not None)
