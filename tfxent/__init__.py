@@ -18,11 +18,17 @@ except ImportError as _err:  # pragma: no cover - exercised in a TF-free environ
         "installs a second TF: pip install 'tfxent[tensorflow]' or 'tfxent[tensorflow-cpu]'"
     ) from _err
 
-from tfxent import _args, compat, nn  # noqa: E402
+from tfxent import (  # noqa: E402
+    _args,
+    audit,  # noqa: E402  (tfxent.audit(): runtime migration audit; TFXENT_AUDIT=1)
+    compat,
+    nn,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "audit",
     "compat",
     "nn",
     "softmax_cross_entropy_with_logits",

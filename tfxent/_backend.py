@@ -28,7 +28,9 @@ ENVIRONMENT = {
     "warning and a fallback (CI and tests set it)",
     "TFXENT_FORCE_COMPOSITE": "1: compute every call with the composite path of TF primitives",
     "TFXENT_CACHE_DIR": "where compiled ops are cached (default $XDG_CACHE_HOME/tfxent)",
-    "TFXENT_AUDIT": "1: record v1->v2 migration hazards during execution (tfxent.audit)",
+    "TFXENT_AUDIT": "1 (or json): record v1->v2 migration hazards during execution and "
+    "print the report at exit (tfxent.audit)",
+    "TFXENT_AUDIT_FILE": "write the TFXENT_AUDIT report to this file instead of stderr",
     "CXX": "the C++ compiler used to build the op (default c++)",
 }
 
