@@ -59,6 +59,13 @@ def test_value_gives_present_or_absent():
     assert not _versions.has("numpy1_scalar_axis_fails", "2.17.1", "2.0.2")
 
 
+def test_eager_record_module_has_the_helpers():
+    record = _versions.module("eager_record_module")
+    assert callable(record.stop_recording) and callable(record.should_record_backprop)
+    assert _versions.value("eager_record_module", "2.12.1", "1.23.5").endswith(".tape")
+    assert _versions.value("eager_record_module", "2.13.1", "1.24.3").endswith(".record")
+
+
 def test_unknown_key_names_the_known_ones():
     with pytest.raises(KeyError, match="eager_error_name_suffix"):
         _versions.has("no_such_behaviour")

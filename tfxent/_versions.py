@@ -17,7 +17,9 @@ tfxent does about it and which test pins it; compat_matrix.md lists the rows ver
 
 from __future__ import annotations
 
+import importlib
 import re
+import types
 from dataclasses import dataclass
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "current",
     "dense_zero_classes",
     "has",
+    "module",
     "parse",
     "value",
 ]
@@ -177,6 +180,18 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
     ),
     Behaviour(
+        key="eager_record_module",
+        summary="tape-recording helpers (`stop_recording`, `should_record_backprop`) module",
+        tf=">=2.13",
+        present="tensorflow.python.eager.record",
+        absent="tensorflow.python.eager.tape",
+        tf_does="2.13 moved the helpers from `tensorflow.python.eager.tape` into a new "
+        "`tensorflow.python.eager.record`; 2.12 has only the former.",
+        tfxent_does='follows: code that needs them imports `_versions.module("eager_record_'
+        'module")`.',
+        pinned_by="tests/test_versions.py::test_eager_record_module_has_the_helpers",
+    ),
+    Behaviour(
         key="numpy1_scalar_axis_fails",
         summary="a NumPy scalar axis (`np.int32(0)`) fails",
         numpy="<2",
@@ -232,6 +247,11 @@ def value(
     """`present` or `absent` of behaviour `key` for the installed (or the given) versions."""
     behaviour, tfv, npv = _resolve(key, tf_version, numpy_version)
     return behaviour.present if behaviour.applies(tfv, npv) else behaviour.absent
+
+
+def module(key: str) -> types.ModuleType:
+    """The module behaviour `key` names for the installed TF (e.g. "eager_record_module")."""
+    return importlib.import_module(str(value(key)))
 
 
 def current() -> dict[str, object]:

@@ -137,7 +137,15 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
     result: dict = {"label": label, "env": env}
     started = time.time()
 
-    if not args.skip_tests:
+    if args.existing_tests:
+        if not junit.exists():
+            raise RuntimeError(f"{label}: --existing-tests but no {junit.relative_to(ROOT)}")
+        tests = {"status": None, "seconds": None, "from": "existing junit.xml"}
+        tests.update(parse_junit(junit))
+        result["tests"] = tests
+        _log(f"{label}: tests from the existing {junit.relative_to(ROOT)}: {tests['passed']} "
+             f"passed, {tests['failed']} failed, {tests['skipped']} skipped")  # fmt: skip
+    elif not args.skip_tests:
         if junit.exists():
             junit.unlink()
         command = [*tox, "run", "-e", env, "--skip-pkg-install"]
@@ -190,8 +198,15 @@ def _load(path: Path) -> dict | None:
 
 def prepare(labels: list[str], args: argparse.Namespace) -> int:
     """Create or update the environments (and install tfxent into them) in one tox call,
-    which serialises the shared packaging step; later steps skip the package install."""
-    envs = ",".join(VERSIONS[label] for label in labels)
+    which serialises the shared packaging step; later steps skip the package install.
+    With --reuse-envs, environments that exist are left as they are (tfxent is installed
+    editable, so they run the current sources)."""
+    envs = [VERSIONS[label] for label in labels]
+    if args.reuse_envs:
+        envs = [env for env in envs if not (ROOT / ".tox" / env / "bin" / "python").exists()]
+    if not envs:
+        return 0
+    envs = ",".join(envs)
     _log(f"preparing environments {envs} (first time: ~1.5 GB and a few minutes each)...")
     command = [*tox_command(), "run-parallel", "-p", str(args.parallel), "--notest", "-e", envs]
     status, seconds = _run(command, Path(args.results) / "prepare.log", None)
@@ -443,6 +458,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--skip-tests",
         action="store_true",
         help="only re-run `tfxent check`, keeping the stored test results",
+    )
+    parser.add_argument(
+        "--existing-tests",
+        action="store_true",
+        help="take the test results from the junit.xml an earlier `tox -e <env>` left in the "
+        "environment instead of running the suite again",
+    )
+    parser.add_argument(
+        "--reuse-envs",
+        action="store_true",
+        help="do not update environments that exist (default: tox brings each up to date)",
     )
     parser.add_argument(
         "--render-only", action="store_true", help="regenerate the file from stored results"
