@@ -122,7 +122,7 @@ def _keras_export(export_dir: Path, portable: bool):
     # Keras traces the endpoints when it writes them: the patch must be active then.
     with patched():
         if portable:
-            with saved_model.portable_export():
+            with saved_model.portable_export(str(export_dir)):
                 archive.write_out(str(export_dir), verbose=False)
         else:
             archive.write_out(str(export_dir), verbose=False)
@@ -322,6 +322,24 @@ def test_portable_save_refuses_concrete_functions_traced_with_the_custom_op(tmp_
     signature = module.loss.get_concrete_function()  # ...a concrete function is not
     with pytest.raises(ValueError, match="not portable: it uses .*TfxentSoftmaxXent"):
         saved_model.save(module, str(tmp_path / "kept"), signatures=signature, portable=True)
+
+
+def test_portable_export_block_refuses_an_archive_written_before(tmp_path):
+    keras = pytest.importorskip("keras")
+    if int(keras.__version__.split(".")[0]) < 3:
+        pytest.skip("Keras 3's ExportArchive")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = [tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32)]
+    archive.add_endpoint("loss", lambda x, y: loss_fn(y, model(x)), input_signature=spec)
+    with patched():
+        archive.write_out(str(tmp_path / "first"), verbose=False)  # traced now, custom op
+        with pytest.raises(ValueError, match="not portable: it uses .*TfxentSparseSoftmaxXent"):
+            with saved_model.portable_export(str(tmp_path / "second")):
+                archive.write_out(str(tmp_path / "second"), verbose=False)
+    assert "TFXENT_FORCE_COMPOSITE" not in os.environ
 
 
 def test_a_model_without_tfxent_gets_no_hint(tmp_path):

@@ -16,7 +16,8 @@ gradients. Two exports are offered:
   anywhere, without tfxent. TF traces a `tf.function` again when it saves it, but a concrete
   function obtained before (`get_concrete_function()`, e.g. passed as `signatures`) keeps
   what it traced; `save` refuses to call such a model portable. For Keras's `model.export`
-  or `ExportArchive.write_out`, which trace while writing, use `with portable_export():`.
+  or `ExportArchive.write_out`, which trace while writing, use
+  `with portable_export(export_dir):`, which checks the same.
 """
 
 from __future__ import annotations
@@ -147,13 +148,28 @@ def add_import_hint(export_dir) -> bool:
     return True
 
 
+def _ensure_portable(export_dir) -> None:
+    used = custom_ops(export_dir)
+    if used:
+        raise ValueError(
+            f"tfxent: {export_dir} is not portable: it uses {sorted(used)} from functions "
+            "traced before the export (concrete functions, signatures, an ExportArchive "
+            "written before). Trace them inside `with tfxent.saved_model.portable_export():`"
+        )
+
+
 @contextlib.contextmanager
-def portable_export() -> Iterator[None]:
+def portable_export(export_dir=None) -> Iterator[None]:
     """Trace with tfxent's composite path (TF primitives only) inside the block.
 
     Sets `TFXENT_FORCE_COMPOSITE=1`, which tfxent reads at trace time, and restores the
     previous value after: process-wide, so other threads tracing meanwhile are affected too.
-    Concrete functions traced before keep what they traced.
+    Concrete functions traced before keep what they traced; given the `export_dir` the block
+    writes, the block raises ValueError at its end if the SavedModel there still uses
+    tfxent's custom op.
+
+    >>> with tfxent.saved_model.portable_export("model"):  # doctest: +SKIP
+    ...     model.export("model")
     """
     with _env_lock:
         previous = os.environ.get("TFXENT_FORCE_COMPOSITE")
@@ -166,6 +182,8 @@ def portable_export() -> Iterator[None]:
                 os.environ.pop("TFXENT_FORCE_COMPOSITE", None)
             else:
                 os.environ["TFXENT_FORCE_COMPOSITE"] = previous
+    if export_dir is not None:
+        _ensure_portable(export_dir)
 
 
 def save(obj, export_dir, signatures=None, options=None, *, portable: bool = False) -> None:
@@ -181,12 +199,5 @@ def save(obj, export_dir, signatures=None, options=None, *, portable: bool = Fal
         tf.saved_model.save(obj, export_dir, signatures=signatures, options=options)
         add_import_hint(export_dir)
         return
-    with portable_export():
+    with portable_export(export_dir):
         tf.saved_model.save(obj, export_dir, signatures=signatures, options=options)
-    used = custom_ops(export_dir)
-    if used:
-        raise ValueError(
-            f"tfxent: {export_dir} is not portable: it uses {sorted(used)} from concrete "
-            "functions traced before the export (get_concrete_function(), signatures). Trace "
-            "them inside `with tfxent.saved_model.portable_export():`, or pass the tf.function"
-        )
