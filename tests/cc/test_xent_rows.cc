@@ -612,6 +612,41 @@ void TestLabelOutsideRun() {
   Check(diff == 0, Fmt("%s sparse backprop by runs == whole row", Name<T>()));
 }
 
+// The backprop writes exactly its run: sentinels on both sides survive, for every length
+// around the vector width and the block size (the tail store is a masked or partial one).
+template <typename T>
+void TestWritesStayInRun() {
+  using A = typename Widen<T>::type;
+  const int64_t w = tfxent::internal::kLanes<A>;
+  const T sentinel = static_cast<T>(-123.0f);
+  Rng rng(0x5eed0008);
+  for (int64_t n : Lengths<A>()) {
+    const std::vector<T> x = Logits<T>(rng, n, 8.0, 1.0 / 64, 0.0);
+    const std::vector<T> y = Labels<T>(rng, n, LabelKind::kSoft);
+    const RowAccumulator<A> acc = tfxent::AccumulateDense(x.data(), y.data(), 1, n);
+    for (int sparse = 0; sparse < 2; ++sparse) {
+      std::vector<T> buf(n + 2 * w, sentinel);
+      T* grad = buf.data() + w;
+      if (sparse) {
+        tfxent::WriteSparseBackprop(x.data(), n, n / 2, acc.max, acc.sum_exp, A(1), grad);
+      } else {
+        tfxent::WriteDenseBackprop(x.data(), y.data(), 1, n, acc.max, acc.sum_exp, A(1), A(1),
+                                   grad);
+      }
+      int64_t touched = 0, written = 0;
+      for (int64_t j = 0; j < w; ++j) {
+        touched += !SameBits(buf[j], sentinel);
+        touched += !SameBits(buf[w + n + j], sentinel);
+      }
+      for (int64_t j = 0; j < n; ++j) written += !SameBits(grad[j], sentinel);
+      Check(touched == 0 && written == n,
+            Fmt("%s n=%" PRId64 " %s backprop writes [0, n) only (%" PRId64 " outside, %" PRId64
+                " of n inside)",
+                Name<T>(), n, sparse ? "sparse" : "dense", touched, written));
+    }
+  }
+}
+
 // ---- IEEE special values (spec §5, §7; the reference reproduces TF's formula) ----------------
 
 template <typename T>
@@ -828,6 +863,7 @@ void RunAll() {
   TestSplits<T>();
   TestMergeIdentities<T>();
   TestLabelOutsideRun<T>();
+  TestWritesStayInRun<T>();
   TestSpecialValues<T>();
   TestZeroLengthBackprop<T>();
   std::printf("%-9s %s\n", Name<T>(), g_failures == before ? "ok" : "FAILED");
