@@ -45,6 +45,10 @@ def test_crash_summary_names_the_innermost_test_frame():
         "Segmentation fault in tests/test_parity_dense.py::test_dense_matches_tf"
     )
     assert matrix.crash_summary("all fine") is None
+    log = (
+        "Traceback (most recent call last):\n  File ...\nImportError: cannot import name 'record'\n"
+    )
+    assert matrix.crash_summary(log) == "ImportError: cannot import name 'record'"
 
 
 def test_versions_cover_2_12_to_2_21_and_nightly_in_priority_order():

@@ -113,11 +113,16 @@ _CRASH = re.compile(r"Fatal Python error: (\w[^\n]*)")
 _TEST_FRAME = re.compile(r'File "[^"]*?(tests/[^"]+\.py)", line \d+ in (\w+)')
 
 
+_EXCEPTION = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b: .+)$", re.M)
+
+
 def crash_summary(log_text: str) -> str | None:
-    """What took pytest down (faulthandler's report), with the innermost test frame."""
+    """What took the run down: faulthandler's report with the innermost test frame, else
+    the last uncaught exception line in the log."""
     match = _CRASH.search(log_text)
     if not match:
-        return None
+        exceptions = _EXCEPTION.findall(log_text)
+        return exceptions[-1].strip() if exceptions else None
     frames = _TEST_FRAME.findall(log_text[match.end() :])
     where = f" in {frames[-1][0]}::{frames[-1][1]}" if frames else ""
     return f"{match.group(1).strip()}{where}"
