@@ -37,7 +37,8 @@ def machine_limits(meta: dict) -> dict:
     return {
         "bw_bytes_per_s": max(r["bw_bytes_per_s"] for r in runs),
         "c_exp_ns": min(r["c_exp_ns"] for r in runs),
-        "bw_copy_bytes_per_s": max(r.get("bw_copy_bytes_per_s", 0.0) for r in runs) or None,
+        "bw_inplace_bytes_per_s": max(r.get("bw_inplace_bytes_per_s", 0.0) for r in runs) or None,
+        "bw_read_bytes_per_s": max(r.get("bw_read_bytes_per_s", 0.0) for r in runs) or None,
         "method": runs[0]["method"],
     }
 

@@ -52,14 +52,16 @@ Columns:
              fits in the last-level cache: compute only)
   frac       fraction_of_roofline = T_roof / tfxent time (1.0 = at the limit)
 
-BW_P: an in-place read+write pass over 1 GiB on P threads (2 bytes moved per byte), the
-median of 5 passes; c_exp: ns per element of a vectorised `s += exp(x - m)` loop over an
-L2-resident array on one thread. Both come from a small C++ helper compiled for this CPU
-(-O3 -march=native) at the start of the run, measured at the start and the end of each
-worker; the roofline uses the faster of the two (never the flattering one). Without a
-compiler they fall back to TF ops. The header shows them with the TF version, the CPU,
-the op library and whether the custom op verifiably ran (op types in the traced graphs,
-tfxent's backend choice in eager calls).
+BW_P: a copy with ordinary stores from one 1 GiB array to another on P threads (reads +
+writes counted), the median of 5 passes: the access pattern of a kernel writing a fresh
+output, and the basis of performance.md's "streaming copy"; an in-place read+write and a
+read-only pass are shown beside it. c_exp: ns per element of a vectorised
+`s += exp(x - m)` loop over an L2-resident array on one thread. Both come from a small C++
+helper compiled for this CPU (-O3 -march=native) at the start of the run, measured at the
+start and the end of each worker; the roofline uses the faster of the two (never the
+flattering one). Without a compiler they fall back to TF ops. The header shows them with
+the TF version, the CPU, the load average, the op library and whether the custom op
+verifiably ran (op types in the traced graphs, tfxent's backend choice in eager calls).
 
 Extra peak memory: in a fresh process per case, after a tiny warm-up and one full-size
 call, TF's CPU allocator statistics over one more call: peak minus current bytes in use,
@@ -124,7 +126,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--target-s",
         type=float,
         help="seconds of timed samples per group, all variants together (default 1.0; "
-        "--quick 0.6); large shapes get --min-reps",
+        "--quick 0.4); large shapes get --min-reps",
     )
     parser.add_argument(
         "--min-sample-ms", type=float, default=5.0, help="a sample lasts at least this long"
@@ -229,12 +231,19 @@ def _header(metas: dict[int, dict], helper_note: str, verified: bool) -> str:
     ]
     for p, meta in sorted(metas.items()):
         lim = report.machine_limits(meta)
-        copy = lim["bw_copy_bytes_per_s"]
+        others = [
+            f"{name} {lim[key] / 1e9:.1f}"
+            for name, key in (
+                ("in-place r+w", "bw_inplace_bytes_per_s"),
+                ("read", "bw_read_bytes_per_s"),
+            )
+            if lim.get(key)
+        ]
         lines.append(
             f"  P={p} (intra-op {meta['intra_op_threads']}, inter-op {meta['inter_op_threads']}):"
-            f" BW_{p} = {lim['bw_bytes_per_s'] / 1e9:.1f} GB/s in-place r+w"
-            + (f" (memcpy {copy / 1e9:.1f} GB/s)" if copy else "")
-            + f", c_exp = {lim['c_exp_ns']:.3f} ns/element; load average "
+            f" BW_{p} = {lim['bw_bytes_per_s'] / 1e9:.1f} GB/s copy, reads+writes"
+            + (f" ({', '.join(others)} GB/s)" if others else "")
+            + f"; c_exp = {lim['c_exp_ns']:.3f} ns/element; load average "
             f"{meta['loadavg_start'][0]:.1f} -> {meta.get('loadavg_end', [float('nan')])[0]:.1f}"
         )
     libraries = {m.get("op_library") for m in metas.values()}
@@ -251,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"tfxent bench: {err}", file=sys.stderr)
         return 2
-    target = args.target_s if args.target_s is not None else (0.6 if args.quick else 1.0)
+    target = args.target_s if args.target_s is not None else (0.4 if args.quick else 1.0)
     started = time.monotonic()
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tfxent-bench-") as tmp:
