@@ -198,15 +198,16 @@ def run_session(fn, case: Case) -> Outcome:
                 feeds[weights] = _weights(np.shape(loss_value), 11).astype(
                     tf.as_dtype(loss.dtype).as_numpy_dtype
                 )
-                live = {k: v for k, v in fetches.items() if k != "loss" and v is not None}
-                try:
-                    results = session.run(live, feeds)
-                except Exception as err:  # noqa: BLE001
-                    outcome.grad_error = err
-                    return outcome
+                # One gradient per run: when both fail, a joint run would report whichever
+                # failing op the parallel executor reached first.
                 for key in ("grad_logits", "grad_labels"):
                     t = fetches[key]
-                    outcome.values[key] = None if t is None else np.asarray(results[key])
+                    try:
+                        value = None if t is None else session.run(t, feeds)
+                    except Exception as err:  # noqa: BLE001
+                        outcome.grad_error = err
+                        return outcome
+                    outcome.values[key] = None if t is None else np.asarray(value)
                     outcome.dtypes[key] = None if t is None else tf.as_dtype(t.dtype).name
     return outcome
 
