@@ -135,20 +135,18 @@ def test_forced_composite_path_matches_tf(monkeypatch, case, mode, deterministic
 
 def test_build_failure_warns_and_falls_back_unless_the_op_is_required(tmp_path):
     script = """
-        import warnings, tensorflow as tf, tfxent
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            loss = tfxent.nn.softmax_cross_entropy_with_logits([[0.0, 1.0]], [[1.0, 2.0]])
+        import tensorflow as tf, tfxent
+        loss = tfxent.nn.softmax_cross_entropy_with_logits([[0.0, 1.0]], [[1.0, 2.0]])
         expected = tf.nn.softmax_cross_entropy_with_logits([[0.0, 1.0]], [[1.0, 2.0]])
         print(float(loss[0]), float(expected[0]))
-        print([str(w.message).splitlines()[0] for w in caught])
         """
     env = {"CXX": "false", "TFXENT_CACHE_DIR": str(tmp_path / "cache"), "TFXENT_REQUIRE_OP": ""}
     fallback = _python(script, **env)
     assert fallback.returncode == 0, fallback.stderr
     ours, theirs = fallback.stdout.splitlines()[0].split()
     assert abs(float(ours) - float(theirs)) < 1e-6
-    assert "could not build the custom op" in fallback.stdout
+    # The warning comes once, when `import tfxent` registers the ops.
+    assert "could not build the custom op" in fallback.stderr
 
     required = _python(script, **{**env, "TFXENT_REQUIRE_OP": "1"})
     assert required.returncode != 0

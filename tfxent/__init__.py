@@ -18,12 +18,9 @@ except ImportError as _err:  # pragma: no cover - exercised in a TF-free environ
         "installs a second TF: pip install 'tfxent[tensorflow]' or 'tfxent[tensorflow-cpu]'"
     ) from _err
 
-from tfxent import (  # noqa: E402
-    _args,
-    audit,  # noqa: E402  (tfxent.audit(): runtime migration audit; TFXENT_AUDIT=1)
-    compat,
-    nn,
-)
+# audit: tfxent.audit(), the runtime migration audit (also TFXENT_AUDIT=1).
+from tfxent import _args, _backend, audit, compat, nn, saved_model  # noqa: E402
+from tfxent.patch import patch, patched, unpatch  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -31,10 +28,19 @@ __all__ = [
     "audit",
     "compat",
     "nn",
+    "patch",
+    "patched",
+    "saved_model",
     "softmax_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits_v2",
     "sparse_softmax_cross_entropy_with_logits",
+    "unpatch",
 ]
+
+# Register the ops with TF at import (building them on first use), so that `import tfxent`
+# is all a SavedModel using them needs before `tf.saved_model.load`. A build failure warns
+# here and calls fall back to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
+_backend.preload()
 
 
 def softmax_cross_entropy_with_logits(

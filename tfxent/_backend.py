@@ -72,6 +72,13 @@ def op_library() -> object | None:
         return _state["library"]
 
 
+def preload() -> None:
+    """Load (building if needed) the op library now, unless every call is forced onto the
+    composite path: `import tfxent` then registers the ops that a SavedModel may need."""
+    if not _flag("TFXENT_FORCE_COMPOSITE"):
+        op_library()
+
+
 def load_error() -> str | None:
     """Why the op library is unavailable, if it was tried and failed."""
     return _state.get("error")  # type: ignore[return-value]

@@ -449,4 +449,15 @@ TFXENT_REGISTER_SPARSE_INDICES(Eigen::bfloat16)
 TFXENT_REGISTER_SPARSE_INDICES(float)
 TFXENT_REGISTER_SPARSE_INDICES(double)
 
+// The SavedModel loading hint of xent_ops.cc: it runs as part of a loaded function (TF does
+// not prune it), and does nothing.
+class ImportHintOp : public OpKernel {
+ public:
+  explicit ImportHintOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* /*ctx*/) override {}
+};
+REGISTER_KERNEL_BUILDER(Name("Tfxent>ImportTfxentBeforeLoadingThisSavedModel")
+                            .Device(::tensorflow::DEVICE_CPU),
+                        ImportHintOp);
+
 }  // namespace tfxent

@@ -140,4 +140,14 @@ REGISTER_OP("TfxentSparseSoftmaxXentGrad")
 backprop_ij = g_i·(softmax(x)_ij − [j == label_i]) (spec §6).
 )doc");
 
+// A marker that tfxent.saved_model.save / add_import_hint put first in every function of a
+// SavedModel that uses the ops above. TF's loader resolves a function's op types in node
+// order and its error names only the first unknown type, so a process that has not imported
+// tfxent fails on this name, which says what to do. No inputs or outputs; computes nothing.
+REGISTER_OP("Tfxent>ImportTfxentBeforeLoadingThisSavedModel")
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc(R"doc(
+Marks a SavedModel that needs tfxent's ops: `import tfxent` before `tf.saved_model.load`.
+)doc");
+
 }  // namespace tfxent
