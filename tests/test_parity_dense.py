@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from parity_helpers import DETERMINISM, EACH_MODE, assert_parity, cases_of
 
 

@@ -4,7 +4,6 @@ argument handling of every surface against the installed TF (spec §1, §6)."""
 from __future__ import annotations
 
 import pytest
-
 from parity_helpers import DETERMINISM, EACH_MODE, assert_parity, cases_of
 
 
