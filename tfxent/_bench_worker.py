@@ -166,8 +166,10 @@ def _op_check(tf, kind: str, mode: str, labels, logits) -> dict:
     return check
 
 
-# A first call this long (s) is taken as steady: tracing and one-time costs are noise in it.
+# A first call this long (s) is taken as steady: one-time costs are noise in it (eager), or
+# tracing and XLA's compilation are (functions).
 _LONG_CALL_S = 0.25
+_LONG_COMPILED_S = 2.5
 
 
 def _timed(call: Callable, inner: int) -> float:
@@ -201,12 +203,17 @@ def _time_group(tf, g: cases.Group, tensors: dict, spec: dict) -> dict:
             del out
             entry["first_call_s"] = time.perf_counter() - t0
             # A second call still pays one-time costs (function instantiation, allocator
-            # growth): calibrate on later calls unless one call is long enough to drown them.
+            # growth): calibrate on later calls unless one call is long enough to drown
+            # them. The first call of a function includes its tracing, and XLA's its
+            # compilation (about a second), so those need a longer call to be trusted.
+            # Short calls calibrate on the faster of two samples, so that a burst of load
+            # cannot inflate the sample length.
             per_call = entry["first_call_s"]
-            if per_call < _LONG_CALL_S:
+            if per_call < (_LONG_CALL_S if name.endswith("/eager") else _LONG_COMPILED_S):
                 per_call = _timed(call, 1)
-                if per_call < spec["min_sample_s"] * 4:
-                    per_call = _timed(call, max(3, int(spec["min_sample_s"] / max(per_call, 1e-7))))
+            if per_call < spec["min_sample_s"] * 4:
+                k = max(3, int(spec["min_sample_s"] / max(per_call, 1e-7)))
+                per_call = min(_timed(call, k) for _ in range(2))
             inner = max(1, min(100_000, math.ceil(spec["min_sample_s"] / max(per_call, 1e-7))))
             if inner > 1:
                 _timed(call, inner)  # one untimed sample at the sampling rate

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,9 @@ Columns:
              fwd+bwd), halved for bf16/f16
   bound      which term sets T_roof: mem (bandwidth), exp (compute), cache (the array
              fits in the last-level cache: compute only)
-  frac       fraction_of_roofline = T_roof / tfxent time (1.0 = at the limit)
+  frac       fraction_of_roofline = T_roof / tfxent time (1.0 = at the limit; a
+             read-heavy kernel can pass 1 where reads stream faster than a copy, and
+             fwd+bwd pays exp twice, forward and backward, against T_cmp's one)
 
 BW_P: a copy with ordinary stores from one 1 GiB array to another on P threads (reads +
 writes counted), the median of 5 passes: the access pattern of a kernel writing a fresh
@@ -254,12 +257,25 @@ def _header(metas: dict[int, dict], helper_note: str, verified: bool) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         plan = _plan(args)
     except ValueError as err:
         print(f"tfxent bench: {err}", file=sys.stderr)
         return 2
+    # SIGTERM as Ctrl-C: the running worker is killed and the scratch directory removed.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args, plan)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, plan: dict) -> int:
     target = args.target_s if args.target_s is not None else (0.4 if args.quick else 1.0)
     started = time.monotonic()
     failures: list[str] = []
