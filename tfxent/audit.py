@@ -47,11 +47,14 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.eager import backprop, record
+from tensorflow.python.eager import backprop
 from tensorflow.python.framework import func_graph, ops
 from tensorflow.python.util import tf_stack
 
-from tfxent import _backend, _hooks
+from tfxent import _backend, _hooks, _versions
+
+# The tape-recording helpers moved modules in TF 2.13 (see _versions).
+record = _versions.module("eager_record_module")
 
 __all__ = ["Audit", "Finding", "audit", "report"]
 
