@@ -3,10 +3,14 @@
 For each TensorFlow version (2.12 … 2.21 and tf-nightly-cpu) this runs, in that version's
 tox environment (tox.ini):
 
-1. `tox run -e tf2.X`: build tfxent's op against that TF and run the whole test suite
+1. `tox run -e tf2.X --notest`: create or update the environment and install tfxent
+   (one environment at a time: tox's packaging step is shared);
+2. `tox run -e tf2.X`: build tfxent's op against that TF and run the whole test suite
    (pytest writes `junit.xml` into the environment directory);
-2. `tox exec -e tf2.X -- python -m tfxent check --json …`: the parity report and the
+3. `tox exec -e tf2.X -- python -m tfxent check --json …`: the parity report and the
    compat-matrix row for that TF.
+
+Up to `--parallel` versions (default 2) run at once.
 
 Each version's result is stored as JSON in the results directory (default
 `.tox/matrix-results/`), and compat_matrix.md is regenerated from the stored results of
@@ -26,6 +30,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -132,41 +137,75 @@ def crash_summary(log_text: str) -> str | None:
 # One version
 
 
+# tox's packaging step (building tfxent's editable wheel in .tox/.pkg) is shared by every
+# environment, so environments are set up one at a time; tests and checks then run in
+# parallel with --skip-pkg-install.
+_SETUP_LOCK = threading.Lock()
+
+
+def setup(label: str, args: argparse.Namespace) -> tuple[int, float]:
+    """Create the environment or bring it up to date (tox recreates it when tox.ini's deps
+    or constraints changed) and install tfxent into it."""
+    env = VERSIONS[label]
+    with _SETUP_LOCK:
+        _log(f"{label}: setting up .tox/{env} (first time: ~1.5 GB, several minutes)...")
+        command = [*tox_command(), "run", "-e", env, "--notest"]
+        status, seconds = _run(command, Path(args.results) / f"{env}.setup.log", args.timeout)
+    _log(f"{label}: environment ready (exit {status}) in {seconds:.0f} s")
+    return status, seconds
+
+
+def _test_results(junit: Path, status: int, log_text: str, env: str) -> dict:
+    tests: dict = {"status": status}
+    if junit.exists():
+        tests.update(parse_junit(junit))
+    else:
+        tests.update(passed=None, failed=None, skipped=None, failing=[])
+        tests["crash"] = crash_summary(log_text) or (
+            f"no test results (tox exit status {status}); see {env}.tox.log"
+        )
+    return tests
+
+
 def run_version(label: str, args: argparse.Namespace) -> dict:
     env = VERSIONS[label]
     tox = tox_command()
     results = Path(args.results)
     env_dir = ROOT / ".tox" / env
-    junit = env_dir / "junit.xml"
+    junit, kept_junit = env_dir / "junit.xml", results / f"{env}.junit.xml"
     check_json = results / f"{env}.check.json"
     result: dict = {"label": label, "env": env}
-    started = time.time()
 
     if args.existing_tests:
+        # Keep the earlier run's results before setting up (which may recreate the env).
         if not junit.exists():
-            raise RuntimeError(f"{label}: --existing-tests but no {junit.relative_to(ROOT)}")
-        tests = {"status": None, "seconds": None, "from": "existing junit.xml"}
-        tests.update(parse_junit(junit))
+            raise RuntimeError(f"{label}: --existing-tests but no .tox/{env}/junit.xml")
+        shutil.copyfile(junit, kept_junit)
+    status, _ = setup(label, args)
+    if status != 0:
+        log_text = (results / f"{env}.setup.log").read_text(encoding="utf-8", errors="replace")
+        reason = crash_summary(log_text) or f"tox exit status {status}; see {env}.setup.log"
+        result["tests"] = {"passed": None, "failed": None, "skipped": None, "failing": [],
+                           "crash": f"environment set-up failed: {reason}"}  # fmt: skip
+        result["check"] = {"crash": "not run: the environment could not be set up"}
+    elif args.existing_tests:
+        tests = {"status": None, "from": "an earlier tox run's junit.xml"}
+        tests.update(parse_junit(kept_junit))
         result["tests"] = tests
-        _log(f"{label}: tests from the existing {junit.relative_to(ROOT)}: {tests['passed']} "
-             f"passed, {tests['failed']} failed, {tests['skipped']} skipped")  # fmt: skip
+        _log(f"{label}: tests from an earlier run: {tests['passed']} passed, "
+             f"{tests['failed']} failed, {tests['skipped']} skipped")  # fmt: skip
     elif not args.skip_tests:
-        if junit.exists():
-            junit.unlink()
+        junit.unlink(missing_ok=True)
         command = [*tox, "run", "-e", env, "--skip-pkg-install"]
         if args.pytest_args:
             command += ["--", *shlex.split(args.pytest_args)]
-        _log(f"{label}: tox run -e {env} (build + test suite)...")
+        _log(f"{label}: tox run -e {env} (build the op, run the test suite)...")
         status, seconds = _run(command, results / f"{env}.tox.log", args.timeout)
         log_text = (results / f"{env}.tox.log").read_text(encoding="utf-8", errors="replace")
-        tests: dict = {"status": status, "seconds": seconds}
-        if junit.exists() and junit.stat().st_mtime >= started:
-            tests.update(parse_junit(junit))
-        else:
-            tests.update(passed=None, failed=None, skipped=None, failing=[])
-            tests["crash"] = crash_summary(log_text) or (
-                f"no test results (tox exit status {status}); see {env}.tox.log"
-            )
+        tests = _test_results(junit, status, log_text, env)
+        tests.update(seconds=seconds, pytest_args=args.pytest_args)
+        if junit.exists():
+            shutil.copyfile(junit, kept_junit)
         result["tests"] = tests
         _log(
             f"{label}: tests {tests.get('passed')} passed, {tests.get('failed')} failed, "
@@ -177,19 +216,19 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
         previous = _load(results / f"{env}.json")
         result["tests"] = previous.get("tests") if previous else None
 
-    if check_json.exists():
-        check_json.unlink()
-    command = [*tox, "exec", "-e", env, "--skip-pkg-install", "--", "python", "-m", "tfxent"]
-    command += ["check", "--json", str(check_json), *shlex.split(args.check_args)]
-    _log(f"{label}: python -m tfxent check {args.check_args}...")
-    status, seconds = _run(command, results / f"{env}.check.log", args.timeout)
-    check = _load(check_json)
-    if check is None:
-        log_text = (results / f"{env}.check.log").read_text(encoding="utf-8", errors="replace")
-        check = {"crash": crash_summary(log_text) or f"no report (exit status {status})"}
-    check["status"], check["wall_seconds"] = status, seconds
-    result["check"] = check
-    _log(f"{label}: check exit {status} in {seconds:.0f} s")
+    if "check" not in result:
+        check_json.unlink(missing_ok=True)
+        command = [*tox, "exec", "-e", env, "--skip-pkg-install", "--", "python", "-m"]
+        command += ["tfxent", "check", "--json", str(check_json), *shlex.split(args.check_args)]
+        _log(f"{label}: python -m tfxent check {args.check_args}...")
+        status, seconds = _run(command, results / f"{env}.check.log", args.timeout)
+        check = _load(check_json)
+        if check is None:
+            log_text = (results / f"{env}.check.log").read_text(encoding="utf-8", errors="replace")
+            check = {"crash": crash_summary(log_text) or f"no report (exit status {status})"}
+        check["status"], check["wall_seconds"] = status, seconds
+        result["check"] = check
+        _log(f"{label}: check exit {status} in {seconds:.0f} s")
     (results / f"{env}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     return result
 
@@ -201,35 +240,19 @@ def _load(path: Path) -> dict | None:
         return None
 
 
-def prepare(labels: list[str], args: argparse.Namespace) -> int:
-    """Create or update the environments (and install tfxent into them) in one tox call,
-    which serialises the shared packaging step; later steps skip the package install.
-    With --reuse-envs, environments that exist are left as they are (tfxent is installed
-    editable, so they run the current sources)."""
-    envs = [VERSIONS[label] for label in labels]
-    if args.reuse_envs:
-        envs = [env for env in envs if not (ROOT / ".tox" / env / "bin" / "python").exists()]
-    if not envs:
-        return 0
-    envs = ",".join(envs)
-    _log(f"preparing environments {envs} (first time: ~1.5 GB and a few minutes each)...")
-    command = [*tox_command(), "run-parallel", "-p", str(args.parallel), "--notest", "-e", envs]
-    status, seconds = _run(command, Path(args.results) / "prepare.log", None)
-    _log(f"environments ready (exit {status}) in {seconds:.0f} s")
-    return status
-
-
 # ---------------------------------------------------------------------------------------------
 # Rendering
 
 
-def _clean(text: str) -> str:
+def _clean(text: str, limit: int | None = 220) -> str:
     """A problem line without machine-specific paths, addresses or runs of whitespace."""
     text = text.replace(str(ROOT) + os.sep, "")
     text = re.sub(r"(/[\w.+-]+)+/(site-packages|lib/python3\.\d+)/", "<site-packages>/", text)
     text = re.sub(r"0x[0-9a-f]{6,}", "0x…", text)
     text = re.sub(r"\s+", " ", text).replace("|", "\\|")
-    return text[:220] + ("…" if len(text) > 220 else "")
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + "…"
 
 
 def _tests_cells(tests: dict | None) -> list[str]:
@@ -318,20 +341,20 @@ def intentional_rows() -> list[list[str]]:
     from tfxent import _versions
     from tfxent.parity import cases
 
-    rows = [[_clean(a), _clean(b), c] for a, b, c in INTENTIONAL]
+    rows = [[_clean(a, None), _clean(b, None), c] for a, b, c in INTENTIONAL]
     for known in getattr(cases, "KNOWN_DIFFERENCES", ()):
         tests = sorted({_PARITY_TESTS.get(api, api) for api in known.apis})
         det = {None: "", True: ", determinism on", False: ", determinism off"}[known.deterministic]
         scope = f"cases {', '.join(f'`{n}`' for n in known.names)} in {'/'.join(known.modes)}{det}"
         rows.append(
-            [f"`{known.key}`", _clean(known.reason), f"{'; '.join(tests)} ({scope})"]
+            [f"`{known.key}`", _clean(known.reason, None), f"{'; '.join(tests)} ({scope})"]
         )  # fmt: skip
     for behaviour in _versions.BEHAVIOURS:
         if behaviour.intentional:
             rows.append(
                 [
                     f"{behaviour.summary} ({behaviour.versions}): tfxent does not",
-                    _clean(f"{behaviour.tf_does} {behaviour.tfxent_does}"),
+                    _clean(f"{behaviour.tf_does} {behaviour.tfxent_does}", None),
                     behaviour.pinned_by,
                 ]
             )
@@ -342,8 +365,8 @@ def following_rows() -> list[list[str]]:
     from tfxent import _versions
 
     return [
-        [f"`{b.key}`: {b.summary}", b.versions, _clean(b.tf_does), _clean(b.tfxent_does),
-         b.pinned_by]
+        [f"`{b.key}`: {b.summary}", b.versions, _clean(b.tf_does, None),
+         _clean(b.tfxent_does, None), b.pinned_by]
         for b in _versions.BEHAVIOURS
         if not b.intentional
     ]  # fmt: skip
@@ -354,6 +377,16 @@ def failure_lines(label: str, result: dict | None) -> list[str]:
         return []
     lines = []
     tests = result.get("tests") or {}
+    if tests.get("pytest_args"):
+        words = shlex.split(tests["pytest_args"])
+        deselected = words.count("--deselect")
+        others = [w for i, w in enumerate(words) if w != "--deselect" and (
+            i == 0 or words[i - 1] != "--deselect")]  # fmt: skip
+        lines.append(
+            "- test suite run with extra pytest arguments"
+            + (f": {deselected} tests deselected" if deselected else "")
+            + (f"; `{_clean(shlex.join(others))}`" if others else "")
+        )
     if tests.get("crash"):
         lines.append(f"- tests crashed: {_clean(tests['crash'])}")
     for test_id in tests.get("failing", []):
@@ -416,7 +449,7 @@ def render(results: dict[str, dict | None]) -> str:
         (
             "Every row that ran is green."
             if all_green
-            else "Rows that are not green are explained under *Failures* below."
+            else "Rows that are not green are explained under *Failures and notes* below."
         ),
         "",
         "## Intentional differences",
@@ -433,7 +466,7 @@ def render(results: dict[str, dict | None]) -> str:
         "",
         *_table(["behaviour", "versions", "TensorFlow", "tfxent", "pinned by"], following_rows()),
         "",
-        "## Failures",
+        "## Failures and notes",
         "",
     ]
     failures = [line for label in VERSIONS for line in failure_lines(label, results.get(label))]
@@ -469,11 +502,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="take the test results from the junit.xml an earlier `tox -e <env>` left in the "
         "environment instead of running the suite again",
-    )
-    parser.add_argument(
-        "--reuse-envs",
-        action="store_true",
-        help="do not update environments that exist (default: tox brings each up to date)",
     )
     parser.add_argument(
         "--render-only", action="store_true", help="regenerate the file from stored results"
@@ -513,7 +541,6 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
-        prepare(labels, args)
         with concurrent.futures.ThreadPoolExecutor(max(1, args.parallel)) as pool:
             futures = {pool.submit(run_version, label, args): label for label in labels}
             for future in concurrent.futures.as_completed(futures):
