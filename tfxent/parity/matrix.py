@@ -216,7 +216,10 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
         previous = _load(results / f"{env}.json")
         result["tests"] = previous.get("tests") if previous else None
 
-    if "check" not in result:
+    if "check" not in result and args.skip_check:
+        previous = _load(results / f"{env}.json")
+        result["check"] = (previous or {}).get("check") or {"crash": "not run (--skip-check)"}
+    elif "check" not in result:
         check_json.unlink(missing_ok=True)
         command = [*tox, "exec", "-e", env, "--skip-pkg-install", "--", "python", "-m"]
         command += ["tfxent", "check", "--json", str(check_json), *shlex.split(args.check_args)]
@@ -496,6 +499,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--skip-tests",
         action="store_true",
         help="only re-run `tfxent check`, keeping the stored test results",
+    )
+    parser.add_argument(
+        "--skip-check",
+        action="store_true",
+        help="only re-run the test suite, keeping the stored `tfxent check` result",
     )
     parser.add_argument(
         "--existing-tests",
