@@ -124,6 +124,12 @@ def test_render_has_a_row_per_version_and_explains_failures():
     assert "eager_error_name_suffix" in text
 
 
+def test_clean_shortens_site_packages_and_project_paths():
+    text = f"ImportError: x ({matrix.ROOT}/.tox/tf2.12/lib/python3.11/site-packages/tf/a.py)"
+    assert matrix._clean(text) == "ImportError: x (<site-packages>/tf/a.py)"
+    assert matrix._clean(f"at {matrix.ROOT}/tfxent/b.py") == "at tfxent/b.py"
+
+
 def test_render_strips_machine_paths():
     text = matrix.render({"2.12": _result("2.12.1", ok=False)})
     assert str(matrix.ROOT) not in text

@@ -249,8 +249,8 @@ def _load(path: Path) -> dict | None:
 
 def _clean(text: str, limit: int | None = 220) -> str:
     """A problem line without machine-specific paths, addresses or runs of whitespace."""
+    text = re.sub(r"[^\s'\"(]*/site-packages/", "<site-packages>/", text)
     text = text.replace(str(ROOT) + os.sep, "")
-    text = re.sub(r"(/[\w.+-]+)+/(site-packages|lib/python3\.\d+)/", "<site-packages>/", text)
     text = re.sub(r"0x[0-9a-f]{6,}", "0x…", text)
     text = re.sub(r"\s+", " ", text).replace("|", "\\|")
     if limit is None or len(text) <= limit:
