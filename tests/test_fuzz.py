@@ -13,13 +13,15 @@ class with TF's message fragment.
 
 Profiles:
 
-* fast (default, CI): a fixed, derandomised sample of each strategy, ~1-2 minutes.
-* long: thousands of fresh examples per strategy and two more execution modes:
+* fast (default, CI): a fixed, derandomised sample of 120 draws per strategy, about a minute.
+* long: 1500 fresh draws per strategy, also in a v1 Session and under XLA (one command):
 
-      HYPOTHESIS_PROFILE=long TFXENT_REQUIRE_OP=1 python -m pytest tests/test_fuzz.py -m long
+      TFXENT_REQUIRE_OP=1 python -m pytest tests/test_fuzz.py -m long
 
-  (`-m long` alone runs the long tests with the long profile; HYPOTHESIS_PROFILE=long also
-  upgrades the default tests.) Failures print a `@reproduce_failure` blob.
+  HYPOTHESIS_PROFILE=long gives the default tests the long profile too. A failure prints
+  a `@reproduce_failure` blob. Differences already found and reported are in KNOWN_ISSUES:
+  the fuzz records them as events (`--hypothesis-show-statistics`) and keeps exploring, and
+  test_known_issue pins each on a minimal example (failing until the bug is fixed).
 
 The AddressSanitizer run (`test_fast_profile_under_address_sanitizer`, long) repeats the fast
 profile in a child process with TFXENT_SANITIZE=address and the ASan runtime preloaded.
@@ -598,6 +600,13 @@ def test_loaded_library_matches_the_sanitize_switch():
     assert (b"__asan_init" in path.read_bytes()) == (wanted == "address")
 
 
+_SANITIZED_TESTS = (
+    "test_loaded_library_matches_the_sanitize_switch",
+    "test_fuzz_dense_matches_tf",
+    "test_fuzz_sparse_matches_tf",
+)
+
+
 @pytest.mark.long
 def test_fast_profile_under_address_sanitizer():
     """The fast profile again, on an AddressSanitizer build of the op: any out-of-bounds read
@@ -611,8 +620,8 @@ def test_fast_profile_under_address_sanitizer():
         HYPOTHESIS_PROFILE=None,
     )
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
-        + ["-m", "not long", "tests/test_fuzz.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        + [f"tests/test_fuzz.py::{name}" for name in _SANITIZED_TESTS],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -623,4 +632,4 @@ def test_fast_profile_under_address_sanitizer():
     output = done.stdout + done.stderr
     assert "AddressSanitizer" not in output, output[-6000:]
     assert done.returncode == 0, output[-6000:]
-    assert " passed" in done.stdout and " failed" not in done.stdout
+    assert f"{len(_SANITIZED_TESTS)} passed" in done.stdout, output[-3000:]
