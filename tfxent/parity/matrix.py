@@ -30,7 +30,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -138,16 +137,19 @@ def crash_summary(log_text: str) -> str | None:
 
 
 # tox's packaging step (building tfxent's editable wheel in .tox/.pkg) is shared by every
-# environment, so environments are set up one at a time; tests and checks then run in
-# parallel with --skip-pkg-install.
-_SETUP_LOCK = threading.Lock()
+# environment, so environments are set up one at a time (a file lock, so that two matrix
+# commands can share the machine); tests and checks then run with --skip-pkg-install.
+_SETUP_LOCK = ROOT / ".tox" / "matrix-setup.lock"
 
 
 def setup(label: str, args: argparse.Namespace) -> tuple[int, float]:
     """Create the environment or bring it up to date (tox recreates it when tox.ini's deps
     or constraints changed) and install tfxent into it."""
+    import filelock
+
     env = VERSIONS[label]
-    with _SETUP_LOCK:
+    _SETUP_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(_SETUP_LOCK)):
         _log(f"{label}: setting up .tox/{env} (first time: ~1.5 GB, several minutes)...")
         command = [*tox_command(), "run", "-e", env, "--notest"]
         status, seconds = _run(command, Path(args.results) / f"{env}.setup.log", args.timeout)
