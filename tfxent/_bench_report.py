@@ -7,6 +7,9 @@ import math
 from tfxent import _bench_cases as cases
 
 MODE_LABEL = {"loss": "loss", "fwdbwd": "fwd+bwd"}
+# Samples whose interquartile range exceeds this fraction of the median get a note: on a
+# shared machine such a median depends on how many samples were descheduled.
+NOISY = 0.5
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -70,6 +73,11 @@ def rows(groups: list[dict], metas: dict[int, dict]) -> list[dict]:
         for ex in g["execs"]:
             names = {"tfxent": f"tfxent/{ex}", "tf.nn": f"tf.nn/{ex}", "xla": "xla"}
             times = {impl: variants.get(v, {}).get("median_s") for impl, v in names.items()}
+            spread = {
+                impl: (variants[v]["p75_s"] - variants[v]["p25_s"]) / variants[v]["median_s"]
+                for impl, v in names.items()
+                if variants.get(v, {}).get("median_s") and "p25_s" in variants[v]
+            }
             errors = {
                 impl: variants[v]["error"]
                 for impl, v in names.items()
@@ -94,6 +102,7 @@ def rows(groups: list[dict], metas: dict[int, dict]) -> list[dict]:
                         impl: _ratio(roof["t_roof_s"], t) for impl, t in times.items()
                     },
                     "errors": errors,
+                    "spread": spread,
                     "op_verified": bool(g["op_check"].get("verified")),
                     "reps": g["reps"],
                 }
@@ -124,6 +133,9 @@ COLUMNS = (
 def _cells(r: dict) -> list[str]:
     frac = r["fraction_of_roofline"]["tfxent"]
     notes = [f"{impl}: {msg}" for impl, msg in r["errors"].items()]
+    noisy = [f"{impl} {v:.1f}" for impl, v in r.get("spread", {}).items() if v > NOISY]
+    if noisy:
+        notes.insert(0, "noisy: IQR/median " + ", ".join(noisy))
     if not r["op_verified"]:
         notes.insert(0, "OP NOT VERIFIED")
     return [

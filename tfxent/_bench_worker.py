@@ -234,8 +234,12 @@ def _time_group(tf, g: cases.Group, tensors: dict, spec: dict) -> dict:
             samples[name].append(_timed(calls[name], live[name]))
     for name in names:
         entry = result["variants"][name]
+        ordered = sorted(samples[name])
         entry["samples_s"] = samples[name]
-        entry["median_s"] = _median(samples[name])
+        entry["median_s"] = _median(ordered)
+        entry["min_s"] = ordered[0]
+        entry["p25_s"] = ordered[(len(ordered) - 1) // 4]
+        entry["p75_s"] = ordered[(3 * (len(ordered) - 1) + 3) // 4]
     result["reps"] = reps
     return result
 

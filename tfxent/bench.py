@@ -54,6 +54,8 @@ Columns:
   frac       fraction_of_roofline = T_roof / tfxent time (1.0 = at the limit; a
              read-heavy kernel can pass 1 where reads stream faster than a copy, and
              fwd+bwd pays exp twice, forward and backward, against T_cmp's one)
+  note       errors; "noisy" where a variant's interquartile range exceeds half its
+             median (the median then depends on how many samples were descheduled)
 
 BW_P: a copy with ordinary stores from one 1 GiB array to another on P threads (reads +
 writes counted), the median of 5 passes: the access pattern of a kernel writing a fresh
@@ -128,11 +130,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-s",
         type=float,
-        help="seconds of timed samples per group, all variants together (default 1.0; "
-        "--quick 0.4); large shapes get --min-reps",
+        help="seconds of timed samples per group, all variants together (default 1.5; "
+        "--quick 0.6); large shapes get --min-reps",
     )
     parser.add_argument(
-        "--min-sample-ms", type=float, default=5.0, help="a sample lasts at least this long"
+        "--min-sample-ms",
+        type=float,
+        default=20.0,
+        help="a sample repeats a call until it lasts this long (default 20: longer than a "
+        "scheduler time slice, so on a shared machine every sample sees the same average "
+        "contention instead of some being descheduled and some not)",
     )
 
 
@@ -276,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, plan: dict) -> int:
-    target = args.target_s if args.target_s is not None else (0.4 if args.quick else 1.0)
+    target = args.target_s if args.target_s is not None else (0.6 if args.quick else 1.5)
     started = time.monotonic()
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tfxent-bench-") as tmp:
