@@ -19,9 +19,10 @@ Profiles:
       TFXENT_REQUIRE_OP=1 python -m pytest tests/test_fuzz.py -m long
 
   HYPOTHESIS_PROFILE=long gives the default tests the long profile too. A failure prints
-  a `@reproduce_failure` blob. Differences already found and reported are in KNOWN_ISSUES:
-  the fuzz records them as events (`--hypothesis-show-statistics`) and keeps exploring, and
-  test_known_issue pins each on a minimal example (failing until the bug is fixed).
+  a `@reproduce_failure` blob. Documented differences are in KNOWN_ISSUES: the fuzz records
+  them as events (`--hypothesis-show-statistics`) and keeps exploring, and test_known_issue
+  pins each on a minimal example. Bugs the fuzz found and that are fixed are in FIXED_ISSUES,
+  kept at parity by test_fixed_issue_stays_fixed.
 
 The AddressSanitizer run (`test_fast_profile_under_address_sanitizer`, long) repeats the fast
 profile in a child process with TFXENT_SANITIZE=address and the ASan runtime preloaded.
@@ -45,7 +46,7 @@ from conftest_helpers import (
     child_env,
     long_only_when_selected,  # noqa: F401 - autouse fixture
 )
-from hypothesis import HealthCheck, assume, event, given, reject, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -311,22 +312,12 @@ def _class_dims(case: Case) -> tuple[int | None, int | None]:
     return sizes[0], sizes[1]
 
 
-def _huge_labels(case: Case) -> bool:
-    labels = np.asarray(case.labels)
-    if not _is_float_dtype(labels.dtype) or labels.size == 0:
-        return False
-    magnitude = np.abs(labels.astype(np.float64))
-    limit = 1e300 if _dtype(case.logits) == np.float64 else 1e30
-    return bool(np.any(magnitude[~np.isnan(magnitude)] >= limit))
-
-
 @dataclass(frozen=True)
 class KnownIssue:
-    """A difference the fuzzer found and that is reported (or documented), so that the fuzz
-    keeps exploring past it. Each has a minimal example that test_known_issue_* pins."""
+    """A documented difference the fuzzer finds, so that the fuzz keeps exploring past it.
+    Each has a minimal example that test_known_issue pins (it must still occur)."""
 
     key: str
-    kind: str  # "bug" (reported, its test fails until fixed) or "documented"
     where: str
     summary: str
     applies: Callable[[Case, str, bool], bool]
@@ -342,79 +333,40 @@ class KnownIssue:
 
 
 F32 = np.float32
-KNOWN_ISSUES = (
-    KnownIssue(
-        "string-labels-integer-logits-message",
-        "bug",
-        "tfxent/_xent.py (dense label cast)",
-        "Dense string labels with non-float logits: TF casts the labels to the logits' dtype "
-        "and fails with 'Cast string to int32 is not supported'; tfxent casts to float32 and "
-        "says 'Cast string to float'. Same class (UnimplementedError), other message.",
-        lambda case, mode, det: (
-            not case.sparse
-            and _dtype(case.labels).kind == "U"
-            and not _is_float_dtype(_dtype(case.logits))
-        ),
-        ("Cast string to",),
+
+# Differences the fuzz found in tfxent and that are fixed, each on its minimal example, with
+# where the fix lives: test_fixed_issue_stays_fixed keeps them at parity.
+FIXED_ISSUES = (
+    pytest.param(
         Case("string_labels_int_logits", "nn.dense", np.array([["a", "b"]]), np.array([[1, 2]])),
+        "eager",
+        False,
+        id="string-labels-integer-logits-message (_xent.py: cast string labels as TF does)",
     ),
-    KnownIssue(
-        "dense-loss-overflow-with-huge-labels",
-        "bug",
-        "tfxent/cc/xent_rows.h (dense loss formula)",
-        "The kernel computes Σy·log s − Σ y_j·z_j; TF sums y_j·(log s − z_j). When Σy "
-        "overflows (labels ~1e38 in f32) tfxent returns inf where TF is finite, or NaN "
-        "(inf − inf) where TF returns inf.",
-        lambda case, mode, det: not case.sparse and _huge_labels(case),
-        ("values differ",),
-        Case(
-            "huge_labels",
-            "nn.dense",
-            np.array([[2e38, 2e38]], F32),
-            np.array([[0.0, 0.0]], F32),
-        ),
+    pytest.param(
+        Case("huge_labels", "nn.dense", np.array([[2e38, 2e38]], F32), np.array([[0.0, 0.0]], F32)),
+        "eager",
+        False,
+        id="dense-loss-overflow-with-huge-labels (xent_rows.h: DenseLossByTerms)",
     ),
-    KnownIssue(
-        "determinism-signed-zero-loss",
-        "bug",
-        "tfxent/cc (dense loss, deterministic attribute)",
-        "With determinism on, TF's loss −Σ y_j·log_softmax_j is +0 when the sum is −0 (a "
-        "negative or −0 label on a zero log-probability, e.g. one class); tfxent always "
-        "returns −0.",
-        lambda case, mode, det: det and not case.sparse,
-        ("signed zeros differ",),
+    pytest.param(
         Case(
             "one_class_negative_label",
             "nn.dense",
             np.array([[-0.5], [0.5]], F32),
             np.array([[2.0], [3.0]], F32),
         ),
-        deterministic=True,
+        "eager",
+        True,
+        id="determinism-signed-zero-loss (xent_kernels.cc: DenseRowLoss)",
     ),
-    KnownIssue(
-        "xla-signed-zero-loss",
-        "bug",
-        "tfxent/_composite.py (XLA semantics)",
-        "Under XLA, TF's loss for a row whose terms are all zero (e.g. one class) is −0; "
-        "tfxent's composite path returns +0.",
-        lambda case, mode, det: mode == "xla",
-        ("signed zeros differ",),
-        Case("one_class", "nn.dense", np.array([[1.0]], F32), np.array([[1.5]], F32)),
-        mode="xla",
+    pytest.param(
+        Case("one_class", "nn.dense", np.array([[1.0], [0.0], [-0.0]], F32), np.ones((3, 1), F32)),
+        "xla",
+        False,
+        id="xla-signed-zero-loss (_composite.py: _loss_terms)",
     ),
-    KnownIssue(
-        "sparse-both-dtypes-wrong-message",
-        "bug",
-        "tfxent/_xent.py / _ops.py (sparse, eager)",
-        "Sparse logits and labels both of unsupported dtypes: TF's eager error names the "
-        "labels' attr ('Tlabels') for rank-2 logits and the logits' ('T') for higher ranks; "
-        "tfxent names the other one. Same class (InvalidArgumentError).",
-        lambda case, mode, det: (
-            case.sparse
-            and not _is_float_dtype(_dtype(case.logits))
-            and _dtype(case.labels) not in (np.int32, np.int64)
-        ),
-        ("Value for attr",),
+    pytest.param(
         Case(
             "int_logits_float_labels",
             "nn.sparse",
@@ -422,27 +374,32 @@ KNOWN_ISSUES = (
             np.ones((2, 3), np.int64),
             gradients=False,
         ),
+        "eager",
+        False,
+        id="sparse-both-dtypes-wrong-message (runner.py: TF names either attr)",
     ),
-    KnownIssue(
-        "xla-sparse-empty-batch-zero-classes-message",
-        "bug",
-        "tfxent/_composite.py (XLA semantics)",
-        "Under XLA, sparse logits of rank > 2 with no rows and no classes: TF fails with "
-        "'logits and labels must have the same first dimension, got logits shape [8,0] and "
-        "labels shape [0]'; tfxent with 'Must have at least one class'.",
-        lambda case, mode, det: case.sparse and mode == "xla" and np.size(case.logits) == 0,
-        ("must have the same first dimension",),
+    pytest.param(
         Case(
             "empty_rank5_zero_classes",
             "nn.sparse",
             np.zeros((0, 4, 1, 2), np.int64),
             np.ones((0, 4, 1, 2, 0)),
         ),
-        mode="xla",
+        "xla",
+        False,
+        id="xla-sparse-empty-batch-zero-classes-message (_xent.py: _flattened_rows)",
     ),
+    pytest.param(
+        Case("rank1_bf16", "nn.dense", np.array([0.0, 1.0], BF16), np.array([1.0, 2.0], BF16)),
+        "eager",
+        False,
+        id="runner-rank0-bfloat16-results (runner.py: _as_numpy)",
+    ),
+)
+
+KNOWN_ISSUES = (
     KnownIssue(
         "determinism-int16-labels-gradient",
-        "documented",
         "TF (array_grad._GetBatchIndices)",
         "With determinism on, TF's sparse path accepts int16 labels (GatherV2), but its "
         "gradient fails with a bare AssertionError in math_ops.range; tfxent returns the "
@@ -454,7 +411,6 @@ KNOWN_ISSUES = (
     ),
     KnownIssue(
         "determinism-session-mul-order",
-        "documented",
         "tfxent/parity/cases.py KNOWN_DIFFERENCES",
         "In a v1 Session with determinism on, TF's graph optimizer swaps Mul's operands in "
         "its shape error message.",
@@ -466,7 +422,6 @@ KNOWN_ISSUES = (
     ),
     KnownIssue(
         "determinism-logits-class-broadcast",
-        "documented",
         "tfxent/parity/cases.py KNOWN_DIFFERENCES",
         "With determinism on, logits [N, 1] against labels [N, C] take the composite path "
         "(static shapes) or broadcast in the op (a Session's dynamic shapes).",
@@ -494,18 +449,6 @@ def known_issue(case: Case, mode: str, det: bool, problems: list[str]) -> KnownI
 # --- the property ------------------------------------------------------------------------------
 
 
-def _compare(case: Case, mode: str, deterministic: bool) -> runner.Comparison:
-    try:
-        return runner.compare(case, mode, deterministic=deterministic)
-    except ValueError as err:
-        if "__array__ method not producing an array" not in str(err):
-            raise
-        # The runner cannot convert a rank-0 bfloat16 result (known issue, see
-        # test_runner_converts_rank0_bfloat16_results): this draw cannot be compared.
-        event("runner cannot convert a rank-0 bfloat16 result")
-        reject()
-
-
 def _has_strings(case: Case) -> bool:
     return any(np.asarray(v).dtype.kind in "US" for v in (case.labels, case.logits))
 
@@ -518,7 +461,7 @@ def _check(case: Case, deterministic: bool, modes: tuple[str, ...]) -> None:
             # the XLA cache key reads the string tensor's bytes. Nothing tfxent can change.
             event("xla skipped: string input")
             continue
-        result = _compare(case, mode, deterministic)
+        result = runner.compare(case, mode, deterministic=deterministic)
         if result.ok:
             continue
         issue = known_issue(case, mode, deterministic, result.problems)
@@ -559,36 +502,22 @@ def test_fuzz_sparse_matches_tf_long(case, deterministic):
 
 @pytest.mark.parametrize("issue", KNOWN_ISSUES, ids=lambda issue: issue.key)
 def test_known_issue(issue):
-    """Each issue the fuzzer found, on its minimal example: a reported bug fails here until it
-    is fixed (then remove it from KNOWN_ISSUES); a documented difference must still occur."""
+    """Each documented difference still occurs on its minimal example, and only as described
+    (when it no longer occurs, remove it from KNOWN_ISSUES)."""
     result = runner.compare(issue.example, issue.mode, deterministic=issue.deterministic)
-    if issue.kind == "documented":
-        assert not result.ok or result.known is not None, (
-            f"{issue.key} no longer occurs: remove it from KNOWN_ISSUES"
+    assert not result.ok or result.known is not None, (
+        f"{issue.key} no longer occurs: remove it from KNOWN_ISSUES"
+    )
+    if not result.ok:
+        assert issue.explains(issue.example, issue.mode, issue.deterministic, result.problems), (
+            result.problems
         )
-        if not result.ok:
-            assert issue.explains(
-                issue.example, issue.mode, issue.deterministic, result.problems
-            ), result.problems
-        return
-    assert issue.explains(issue.example, issue.mode, issue.deterministic, result.problems), (
-        f"{issue.key}: the example now shows other problems: {result.problems}"
-    )
-    assert result.ok, (
-        f"KNOWN BUG {issue.key} in {issue.where}: {issue.summary}\n"
-        f"example: {issue.example.api}(labels={issue.example.labels!r}, "
-        f"logits={issue.example.logits!r}, **{issue.example.kwargs}) in {issue.mode} mode, "
-        f"determinism {'on' if issue.deterministic else 'off'}: {result.problems}"
-    )
 
 
-def test_runner_converts_rank0_bfloat16_results():
-    """KNOWN BUG in tfxent/parity/runner.py (_as_numpy): np.asarray on a rank-0 bfloat16
-    EagerTensor raises "object __array__ method not producing an array", so compare() crashes
-    on every call whose loss is a bfloat16 scalar (rank-1 logits). `np.asarray(t.numpy())`
-    works."""
-    case = Case("rank1_bf16", "nn.dense", np.array([0.0, 1.0], BF16), np.array([1.0, 2.0], BF16))
-    assert runner.compare(case, "eager").ok
+@pytest.mark.parametrize(("case", "mode", "deterministic"), FIXED_ISSUES)
+def test_fixed_issue_stays_fixed(case, mode, deterministic):
+    result = runner.compare(case, mode, deterministic=deterministic)
+    assert result.ok, result.problems
 
 
 def test_loaded_library_matches_the_sanitize_switch():

@@ -53,7 +53,27 @@ def _hessian_vector_product(softmax: tf.Tensor, grad_grad: tf.Tensor) -> tf.Tens
     return (grad_grad - projected) * softmax
 
 
-def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, mask_zero_labels: bool) -> tf.Tensor:
+def _loss_terms(shifted: tf.Tensor, log_sum: tf.Tensor, y: tf.Tensor, formula: str) -> tf.Tensor:
+    """The per-class terms whose row sum is the loss, in the order of operations (and so with
+    the signed zeros) of the kernel being reproduced."""
+    if formula == "xla":
+        # XLA's lowering: (−y)·(z − log s), where a zero label masks the log-probability, so it
+        # contributes ∓0 even where z is −inf (spec §10).
+        log_probs = shifted - log_sum
+        log_probs = array_ops.where_v2(
+            math_ops.equal(y, 0), array_ops.zeros_like(log_probs), log_probs
+        )
+        return -y * log_probs
+    terms = log_sum - shifted
+    if formula == "sparse":
+        # The native sparse kernel reads only the label's class: another class's −inf logit
+        # leaves the loss finite (spec §5).
+        terms = array_ops.where_v2(math_ops.equal(y, 0), array_ops.zeros_like(terms), terms)
+    # "dense": the native kernel's y·(log s − z), where 0·inf is NaN (spec §3.1).
+    return y * terms
+
+
+def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, formula: str) -> tf.Tensor:
     @tf.custom_gradient
     def xent(x, y):
         # Broadcast as the kernel's BCast does, logits first so that a static mismatch names
@@ -62,12 +82,7 @@ def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, mask_zero_labels: bo
         x_b, y_b = x + zeros, y + zeros
         shifted = x_b - math_ops.reduce_max(x_b, axis=1, keepdims=True)
         log_sum = math_ops.log(math_ops.reduce_sum(math_ops.exp(shifted), axis=1, keepdims=True))
-        terms = log_sum - shifted
-        if mask_zero_labels:
-            # XLA's safe_sub: a zero label contributes 0 even where shifted is −inf (spec §10).
-            terms = array_ops.where_v2(math_ops.equal(y_b, 0), array_ops.zeros_like(terms), terms)
-        # Otherwise the native kernel's Σ y·(log s − z), where 0·inf is NaN (spec §3.1).
-        loss = math_ops.reduce_sum(y_b * terms, axis=1)
+        loss = math_ops.reduce_sum(_loss_terms(shifted, log_sum, y_b, formula), axis=1)
 
         def grad(g):
             # nn_grad.py's first-order rule: g·backprop for the logits, −g·log_softmax for
@@ -91,7 +106,7 @@ def dense(logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool) 
     _dtypes.check(logits, "features", "T", _dtypes.FLOATS)
     if deterministic:
         return _determinism_xent(logits, labels)
-    return _kernel_rule_xent(logits, labels, mask_zero_labels=xla)
+    return _kernel_rule_xent(logits, labels, "xla" if xla else "dense")
 
 
 def _one_hot_with_nan_rows(labels: tf.Tensor, classes: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
@@ -120,10 +135,22 @@ def _check_label_range(labels: tf.Tensor, classes: tf.Tensor) -> list[tf.Operati
 def sparse(
     logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool, rows: int | None = None
 ) -> tf.Tensor:
-    """Loss of [N, C] logits against [N] integer labels (`rows`: N when known statically)."""
+    """Loss of [N, C] logits against [N] integer labels (`rows`: the logits' N when the core
+    knows it statically)."""
     _dtypes.check(logits, "features", "T", _dtypes.FLOATS)
     _dtypes.check(labels, "labels", "Tlabels", _dtypes.XENT_INDICES)
     classes = array_ops.shape(logits)[-1]
+    shapes_disagree = rows is not None and labels.shape[0] not in (None, rows)
+    if shapes_disagree and not deterministic:
+        # Only empty logits [0, ..., 0] get here: reshaped to [-1, 0] they have as many rows as
+        # the product of their non-zero dimensions, so the kernel's first check, equal first
+        # dimensions, fails before its class check (spec §5, §10).
+        raise tf.errors.InvalidArgumentError(
+            None,
+            None,
+            "logits and labels must have the same first dimension, got logits shape "
+            f"[{rows},0] and labels shape [{labels.shape[0]}]",
+        )
     if logits.shape[-1] == 0 and not deterministic:
         rows = logits.shape[0] if rows is None else rows
         raise tf.errors.InvalidArgumentError(
@@ -142,5 +169,4 @@ def sparse(
     checks = [] if xla else _check_label_range(labels, classes)
     with tf.control_dependencies(checks):
         one_hot = _one_hot_with_nan_rows(labels, classes, logits.dtype)
-    # The masked form keeps a −inf logit of another class finite, as TF's sparse kernel does.
-    return _kernel_rule_xent(logits, one_hot, mask_zero_labels=True)
+    return _kernel_rule_xent(logits, one_hot, "xla" if xla else "sparse")

@@ -102,9 +102,10 @@ def _dense(labels: object, logits: object, axis: object, name: str | None) -> tf
         read_narrow = widen and choice.backend == _backend.OP
         precise_logits = math_ops.cast(logits, tf.float32) if widen and not read_narrow else logits
         label_dtype = tf.float32 if widen else precise_logits.dtype
-        if not label_dtype.is_floating:
-            # Leave the labels castable so that the op's dtype check names the logits ('T'),
-            # as TF's single-dtype op does (spec §4).
+        if not label_dtype.is_floating and labels.dtype != tf.string:
+            # Leave numeric labels castable so that the op's dtype check names the logits
+            # ('T'), as TF's single-dtype op does (spec §4). String labels keep TF's cast to
+            # the logits' dtype, whose error names that dtype.
             label_dtype = tf.float32
         if not (read_narrow and labels.dtype in _EXACTLY_WIDENED_LABELS):
             labels = math_ops.cast(labels, label_dtype)
@@ -124,6 +125,20 @@ def _dense(labels: object, logits: object, axis: object, name: str | None) -> tf
             del static[axis]
             cost.set_shape(static)
         return math_ops.cast(cost, logits.dtype) if widen else cost
+
+
+def _flattened_rows(shape: tf.TensorShape) -> int | None:
+    """Rows of reshape(logits, [-1, C]) when the shape is static. With C = 0 TF's Reshape
+    gives the product of the non-zero dimensions ([0, 4, 1, 2, 0] → [8, 0]), not 0."""
+    if not shape.is_fully_defined():
+        return None
+    dims = shape.as_list()
+    if dims[-1] != 0:
+        return shape[:-1].num_elements()
+    rows = 1
+    for d in dims[:-1]:
+        rows *= d or 1
+    return rows
 
 
 def _sparse_kernel(
@@ -195,7 +210,7 @@ def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
             num_classes = array_ops.shape(logits)[array_ops.rank(logits) - 1]
             precise_logits = array_ops.reshape(precise_logits, [-1, num_classes])
             labels = array_ops.reshape(labels, [-1])
-            rows = labels_static_shape.num_elements()
+            rows = _flattened_rows(logits_shape)
             cost = _sparse_kernel(precise_logits, labels, choice, name, rows)
             cost = array_ops.reshape(cost, labels_shape)
             cost.set_shape(labels_static_shape)

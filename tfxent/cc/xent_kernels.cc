@@ -172,6 +172,27 @@ A SignedLikeTf(A loss, bool deterministic) {
   return deterministic ? -A(0) : A(0);
 }
 
+// One dense row's loss from its merged statistics, as TF computes it.
+template <typename T, typename L, typename A>
+A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& acc,
+               bool deterministic) {
+  using std::isfinite;
+  const A loss = DenseLoss(acc, deterministic);
+  if (acc.max != -std::numeric_limits<A>::infinity() &&
+      !(isfinite(loss) && isfinite(acc.sum_y) && isfinite(acc.sum_y_z))) {
+    // Huge labels or special values: TF's term-by-term sum (see DenseLossByTerms).
+    return SignedLikeTf(DenseLossByTerms(in.x_row(i), in.y_row(i), in.y_col_stride, in.classes,
+                                         acc.max, acc.sum_exp, deterministic),
+                        deterministic);
+  }
+  if (deterministic && in.classes == 1 && loss == A(0)) {
+    // TF's reduce_sum over a single class is a copy, not a sum from +0, so the one term
+    // y·log_softmax = y·(+0) keeps the label's sign before the negation (spec §9).
+    return -(static_cast<A>(in.y_row(i)[0]) * A(0));
+  }
+  return SignedLikeTf(loss, deterministic);
+}
+
 // loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (spec §3.1); deterministic: spec §9.
 template <typename T, typename L>
 class DenseXentOp : public OpKernel {
@@ -207,7 +228,7 @@ class DenseXentOp : public OpKernel {
                                  in.y_col_stride, size);
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
-          loss_out[i] = static_cast<T>(SignedLikeTf(DenseLoss(acc, deterministic_), deterministic_));
+          loss_out[i] = static_cast<T>(DenseRowLoss(in, i, acc, deterministic_));
           StoreRowStats(acc, stats_out + i * kRowStats);
         });
   }

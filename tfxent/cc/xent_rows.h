@@ -631,6 +631,28 @@ A DenseLoss(const RowAccumulator<A>& acc, bool deterministic) {
   return acc.sum_y * log_s - acc.sum_y_z;
 }
 
+// Dense loss of a whole row term by term, in TF's own order of operations:
+//   kernel mode:        loss = Σ_j y_j · (log s − z_j)      (xent_op.h, spec §3.1)
+//   deterministic mode: loss = −Σ_j y_j · (z_j − log s)     (−reduce_sum(y · log_softmax), §9)
+// DenseLoss factors Σy out of the sum, which overflows when the labels are huge (Σy = inf
+// where every term is finite) and turns inf − inf into NaN where TF's terms give inf. The
+// kernel calls this instead for the rare rows whose factored result or statistics are not
+// finite; it reads the row a second time, so it is not the fast path.
+template <typename T, typename L>
+typename Widen<T>::type DenseLossByTerms(const T* x, const L* y, int64_t y_stride, int64_t n,
+                                         typename Widen<T>::type max,
+                                         typename Widen<T>::type sum_exp, bool deterministic) {
+  using A = typename Widen<T>::type;
+  const A log_s = std::log(sum_exp);
+  A sum = A(0);
+  for (int64_t j = 0; j < n; ++j) {
+    const A z = static_cast<A>(x[j]) - max;
+    const A y_j = static_cast<A>(y[j * y_stride]);
+    sum += deterministic ? y_j * (z - log_s) : y_j * (log_s - z);
+  }
+  return deterministic ? -sum : sum;
+}
+
 // Sparse loss of a whole row from its statistics and the label's logit (widened):
 //   loss = log s − (x_l − m)
 template <typename A>
