@@ -11,8 +11,8 @@ import pytest
 
 from tfxent import __main__ as cli
 from tfxent import _versions
-from tfxent.parity import check
-from tfxent.parity.cases import catalogue
+from tfxent.parity import check, crashes, runner
+from tfxent.parity.cases import Case, catalogue
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -110,15 +110,28 @@ def test_signatures_match_installed_tf_and_pin_the_tf1_contract():
 def test_crash_guard_only_where_the_table_says_tf_crashes(monkeypatch):
     by_id = {c.id: c for c in catalogue()}
     zero = by_id["nn.dense:zero_classes"]
-    crashes = _versions.has("dense_zero_classes_segfault")
-    assert check.tf_would_crash(zero, "eager", False) is crashes
+    segfaults = _versions.has("dense_zero_classes_segfault")
+    assert crashes.tf_would_crash(zero, "eager", False) is segfaults
     monkeypatch.setattr(_versions, "has", lambda key, *a, **k: True)
-    assert check.tf_would_crash(zero, "eager", False)
-    assert check.tf_would_crash(zero, "session", False)
-    assert not check.tf_would_crash(zero, "xla", False)
-    assert not check.tf_would_crash(zero, "eager", True)
-    assert not check.tf_would_crash(by_id["nn.sparse:zero_classes"], "eager", False)
-    assert not check.tf_would_crash(by_id["nn.dense:f32_soft"], "eager", False)
+    assert crashes.tf_would_crash(zero, "eager", False)
+    assert crashes.tf_would_crash(zero, "session", False)
+    assert not crashes.tf_would_crash(zero, "xla", False)
+    assert not crashes.tf_would_crash(zero, "eager", True)
+    assert not crashes.tf_would_crash(by_id["nn.sparse:zero_classes"], "eager", False)
+    assert not crashes.tf_would_crash(by_id["nn.dense:f32_soft"], "eager", False)
+    # Labels that broadcast the class axis to 0 reach the same crash (measured on 2.16.2).
+    f32 = np.float32
+    for logits, labels in (((2, 1), (2, 0)), ((2, 0), (2, 1)), ((1, 0), (2, 0))):
+        case = Case("broadcast", "nn.dense", np.zeros(labels, f32), np.zeros(logits, f32))
+        assert crashes.tf_would_crash(case, "eager", False)
+        assert not crashes.substitute_known(case)
+
+
+def test_a_crash_without_a_tabulated_answer_is_reported_not_run(monkeypatch):
+    monkeypatch.setattr(_versions, "has", lambda key, *a, **k: key == "dense_zero_classes_segfault")
+    case = Case("broadcast", "nn.dense", np.zeros((2, 0), np.float32), np.zeros((2, 1), np.float32))
+    result = runner.compare(case, "eager")
+    assert not result.ok and "not comparable" in result.problems[0]
 
 
 def test_units_on_a_crashing_version_compare_tfxent_with_other_versions(monkeypatch):
@@ -137,11 +150,11 @@ def test_outcome_problems_catch_wrong_answers():
 
     expected = {"error": None, "shape": (2,), "dtype": "float32"}
     good = Outcome(values={"loss": np.zeros(2, np.float32)}, dtypes={"loss": "float32"})
-    assert check.outcome_problems(good, expected) == []
+    assert crashes.outcome_problems(good, expected) == []
     negative = Outcome(values={"loss": -np.zeros(2, np.float32)}, dtypes={"loss": "float32"})
-    assert check.outcome_problems(negative, expected)
+    assert crashes.outcome_problems(negative, expected)
     raised = Outcome(error=ValueError("boom"))
-    assert check.outcome_problems(raised, expected)
+    assert crashes.outcome_problems(raised, expected)
 
 
 def test_end_to_end_json_report(tmp_path, capsys):

@@ -50,8 +50,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tfxent import _backend, _build
-from tfxent.parity import runner
+from tfxent import _backend, _build, _versions
+from tfxent.parity import crashes, runner
 from tfxent.parity.cases import Case
 
 BF16 = tf.bfloat16.as_numpy_dtype
@@ -325,6 +325,10 @@ class KnownIssue:
     example: Case
     mode: str = "eager"
     deterministic: bool = False
+    needs: str | None = None  # a tfxent._versions key the installed TF must have for it
+
+    def occurs_here(self) -> bool:
+        return self.needs is None or _versions.has(self.needs)
 
     def explains(self, case: Case, mode: str, det: bool, problems: list[str]) -> bool:
         return self.applies(case, mode, det) and all(
@@ -408,6 +412,7 @@ KNOWN_ISSUES = (
         ("TF raised AssertionError", "vs TF None"),
         Case("int16_labels", "nn.sparse", np.array([1, 3, 2], np.int16), np.ones((3, 4), F32)),
         deterministic=True,
+        needs="gather_int16_indices",  # on 2.12 both sides fail in the forward GatherV2
     ),
     KnownIssue(
         "determinism-session-mul-order",
@@ -441,7 +446,7 @@ KNOWN_ISSUES = (
 
 def known_issue(case: Case, mode: str, det: bool, problems: list[str]) -> KnownIssue | None:
     for issue in KNOWN_ISSUES:
-        if issue.explains(case, mode, det, problems):
+        if issue.occurs_here() and issue.explains(case, mode, det, problems):
             return issue
     return None
 
@@ -460,6 +465,11 @@ def _check(case: Case, deterministic: bool, modes: tuple[str, ...]) -> None:
             # second jit_compile call with a string argument, tf.nn as much as tfxent: hashing
             # the XLA cache key reads the string tensor's bytes. Nothing tfxent can change.
             event("xla skipped: string input")
+            continue
+        if crashes.tf_would_crash(case, mode, deterministic) and not crashes.substitute_known(case):
+            # TF 2.16.2 segfaults on labels that broadcast the classes to 0; with no other
+            # version's answer in-process, this draw cannot be compared there.
+            event("skipped: the installed TF crashes on this input")
             continue
         result = runner.compare(case, mode, deterministic=deterministic)
         if result.ok:
@@ -505,6 +515,9 @@ def test_known_issue(issue):
     """Each documented difference still occurs on its minimal example, and only as described
     (when it no longer occurs, remove it from KNOWN_ISSUES)."""
     result = runner.compare(issue.example, issue.mode, deterministic=issue.deterministic)
+    if not issue.occurs_here():
+        assert result.ok, result.problems
+        return
     assert not result.ok or result.known is not None, (
         f"{issue.key} no longer occurs: remove it from KNOWN_ISSUES"
     )

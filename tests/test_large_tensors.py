@@ -167,6 +167,7 @@ def test_more_than_2_pow_31_elements(dtype):
     done = run_python(_CHILD, N, C, dtype, env=child_env(), timeout=3000)
     assert done.returncode == 0, done.stderr[-4000:]
     report = last_json(done.stdout)
+    print(f"{dtype}: {report}")  # shown with -s: errors and memory growth per call
     for name in ("sparse", "dense_broadcast", "dense_full"):
         entry = report[name]
         assert entry["finite"], (name, entry)

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 import tfxent
 from tfxent import _versions
-from tfxent.parity import check, runner
-from tfxent.parity.cases import catalogue
+from tfxent.parity import crashes, runner
+from tfxent.parity.cases import Case, catalogue
 from tfxent.parity.tolerance import tolerance
 
 
@@ -172,12 +172,25 @@ def test_numpy_scalar_axis_follows_numpy():
             assert fn(labels, logits, axis=np.int32(0)).shape == (3, 4)
 
 
+@pytest.mark.parametrize("mode", ["eager", "function", "session"])
+def test_int16_labels_follow_installed_tf(mode):
+    """Determinism on, sparse int16 labels: both sides compute (2.13+) or both fail in
+    GatherV2 (2.12), with TF's class and message; the forward is compared, not the
+    gradient (see test_fuzz's determinism-int16-labels-gradient)."""
+    labels = np.array([1, 0, 2], np.int16)
+    for logits_dtype in (np.float16, np.float32):
+        case = Case("int16", "nn.sparse", labels, np.ones((3, 4), logits_dtype), gradients=False)
+        result = runner.compare(case, mode, deterministic=True)
+        assert result.ok, result.problems
+        assert result.raised is not _versions.has("gather_int16_indices")
+
+
 ZERO_CLASS_CASES = [
     pytest.param(c, id=c.id)
     for c in catalogue()
     if not c.sparse
     and c.logits is not None
-    and _versions.dense_zero_classes(np.shape(c.logits), check._class_axis(c))
+    and _versions.dense_zero_classes(np.shape(c.logits), crashes.class_axis(c))
 ]
 
 
@@ -186,13 +199,13 @@ ZERO_CLASS_CASES = [
 def test_zero_class_substitute_matches_tf(case, mode):
     """What `tfxent check` expects where TF 2.16 segfaults is what this TF does (on every
     other version) and what tfxent does (on every version, 2.16 included)."""
-    expected = check.expected_where_tf_crashes(case, mode)
+    expected = crashes.expected_where_tf_crashes(case, mode)
     ours_fn, theirs_fn = runner.surfaces(case.api)
     with runner.determinism(False):
-        assert check.outcome_problems(runner.run(ours_fn, case, mode), expected) == []
+        assert crashes.outcome_problems(runner.run(ours_fn, case, mode), expected) == []
         if not _versions.has("dense_zero_classes_segfault"):
             theirs = runner.run(theirs_fn, case, mode)
-            assert check.outcome_problems(theirs, expected, side="TF") == []
+            assert crashes.outcome_problems(theirs, expected, side="TF") == []
 
 
 def test_zero_class_cases_exist():

@@ -138,7 +138,8 @@ def sparse(
     """Loss of [N, C] logits against [N] integer labels (`rows`: the logits' N when the core
     knows it statically)."""
     _dtypes.check(logits, "features", "T", _dtypes.FLOATS)
-    _dtypes.check(labels, "labels", "Tlabels", _dtypes.XENT_INDICES)
+    if not deterministic:  # TF's determinism path has GatherV2's index dtypes (the core's)
+        _dtypes.check(labels, "labels", "Tlabels", _dtypes.XENT_INDICES)
     classes = array_ops.shape(logits)[-1]
     shapes_disagree = rows is not None and labels.shape[0] not in (None, rows)
     if shapes_disagree and not deterministic:

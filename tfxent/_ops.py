@@ -10,6 +10,7 @@ term in kernel mode) and third order keeps working.
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.python.eager import context
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
 
@@ -40,12 +41,12 @@ def dense_loss(features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name
 def sparse_loss(
     features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name: str
 ) -> tf.Tensor:
-    # Unnamed, TF's node takes its op type's name; tfxent's takes the same name (spec §3.4).
+    # Unnamed, TF's graph node takes its op type's name; tfxent's takes the same (spec §3.4).
+    # Eagerly the name only ends error messages, where TF 2.12 shows the caller's (§11.2).
+    if not context.executing_eagerly():
+        name = name or "SparseSoftmaxCrossEntropyWithLogits"
     loss, _ = _library().tfxent_sparse_softmax_xent(
-        features,
-        labels,
-        deterministic=deterministic,
-        name=name or "SparseSoftmaxCrossEntropyWithLogits",
+        features, labels, deterministic=deterministic, name=name
     )
     return loss
 

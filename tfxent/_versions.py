@@ -192,6 +192,18 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         pinned_by="tests/test_versions.py::test_eager_record_module_has_the_helpers",
     ),
     Behaviour(
+        key="gather_int16_indices",
+        summary="determinism mode, sparse int16 labels: TF's GatherV2 has a CPU kernel for them",
+        tf=">=2.13",
+        tf_does="the determinism path gathers log_softmax with the labels as indices; 2.12 "
+        "registers no CPU GatherV2 kernel for int16 indices (NotFoundError `Could not find "
+        "device for node` eagerly, InvalidArgumentError `No OpKernel was registered` in "
+        "graphs); 2.13+ computes the loss (measured on 2.12.1 and 2.13.1).",
+        tfxent_does="follows: where the kernel is missing, the call takes TF's determinism "
+        "formula (the composite path), whose GatherV2 fails exactly as TF's does.",
+        pinned_by="tests/test_versions.py::test_int16_labels_follow_installed_tf",
+    ),
+    Behaviour(
         key="numpy1_scalar_axis_fails",
         summary="a NumPy scalar axis (`np.int32(0)`) fails",
         numpy="<2",
@@ -259,6 +271,20 @@ def current() -> dict[str, object]:
     return {key: value(key) for key in _BY_KEY}
 
 
+def class_size(shape: tuple[int, ...] | None, axis: object = -1) -> int | None:
+    """The size of a dense call's class axis in `shape`, or None where TF fails before its
+    kernel (a scalar, or an axis other than −1 outside [0, rank): its Range op rejects it)."""
+    if shape is None or len(shape) == 0:
+        return None
+    if axis is None:
+        axis = -1
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        return None
+    if not (axis == -1 or 0 <= axis < len(shape)):
+        return None
+    return shape[axis]
+
+
 def dense_zero_classes(logits_shape: tuple[int, ...] | None, axis: object = -1) -> bool:
     """Whether a dense call reaches TF's native kernel with a class dimension of 0.
 
@@ -266,11 +292,4 @@ def dense_zero_classes(logits_shape: tuple[int, ...] | None, axis: object = -1) 
     dimensions (`[N,0]`, `[0]`, and also `[0,0]` and `[3,0,0]`, which other versions
     answer with a Reshape error after the kernel has run).
     """
-    if logits_shape is None or len(logits_shape) == 0:
-        return False
-    rank = len(logits_shape)
-    if axis is None:
-        axis = -1
-    if not isinstance(axis, int) or isinstance(axis, bool) or not (axis == -1 or 0 <= axis < rank):
-        return False
-    return logits_shape[axis] == 0
+    return class_size(logits_shape, axis) == 0

@@ -15,7 +15,7 @@ from tensorflow.python.eager import context
 from tensorflow.python.framework import config, ops
 from tensorflow.python.ops import array_ops, check_ops, math_ops
 
-from tfxent import _backend, _composite, _dtypes, _hooks, _ops
+from tfxent import _backend, _composite, _dtypes, _hooks, _ops, _versions
 
 # Label dtypes the dense op reads directly for f32 compute: widening them is exact, so TF's
 # cast to float32 (spec §4) need not be materialised as an [N, C] copy.
@@ -151,6 +151,12 @@ def _sparse_kernel(
         _dtypes.check(logits, "logits", "T", _dtypes.FLOATS)
         _dtypes.check(labels, "indices", "Tindices", _dtypes.GATHER_INDICES)
         if labels.dtype == tf.int16:
+            if not _versions.has("gather_int16_indices"):
+                # No int16 GatherV2 kernel on this TF: its formula fails as TF's does.
+                precise = (
+                    math_ops.cast(logits, tf.float32) if logits.dtype == tf.float16 else logits
+                )
+                return _composite.sparse(precise, labels, deterministic, choice.xla, rows)
             labels = math_ops.cast(labels, tf.int32)
     if choice.backend == _backend.OP:
         return _ops.sparse_loss(logits, labels, deterministic, name)

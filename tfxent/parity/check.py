@@ -181,106 +181,6 @@ class Result:
     grad_orders: int = 0  # gradient orders compared when nothing raises: 0, 1 or 2
 
 
-def _class_axis(case) -> object:
-    """The class axis a dense case asks for, or None when its arguments are rejected first."""
-    kwargs = case.kwargs
-    if case.api == "v1.dense":
-        dim = kwargs.get("dim", -1)
-        if kwargs.get("axis") is not None and dim is not None:
-            return None
-        return kwargs.get("axis") if kwargs.get("axis") is not None else dim
-    if kwargs.get("axis") is not None and kwargs.get("dim") is not None:
-        return None
-    axis = kwargs.get("axis", kwargs.get("dim"))
-    return -1 if axis is None else axis
-
-
-def tf_would_crash(case, mode: str, deterministic: bool) -> bool:
-    """Whether TF's side of this comparison would take the process down (spec §11.2)."""
-    from tfxent import _versions
-
-    if case.sparse or deterministic or mode == "xla" or case.logits is None:
-        return False
-    if not _versions.has("dense_zero_classes_segfault"):
-        return False
-    import numpy as np
-
-    shape = np.shape(case.logits)
-    return _versions.dense_zero_classes(tuple(shape), _class_axis(case))
-
-
-def expected_where_tf_crashes(case, mode: str) -> dict:
-    """What every TF version but 2.16 answers for a dense call with zero classes.
-
-    `{"error": None, "shape": ...}`: a `+0.0` loss of the logits' shape without the class
-    axis, in the logits' dtype, with zero (empty) gradients; or, when the other dimensions
-    are empty too (`[0,0]`) in eager and Session mode, `{"error": "InvalidArgumentError",
-    "fragment": ...}`: the Reshape of the kernel's one-row result fails. Under tf.function
-    the static shapes make that Reshape succeed and the loss is empty.
-    """
-    import numpy as np
-
-    logits = np.asarray(case.logits)
-    axis = _class_axis(case) % logits.ndim
-    shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
-    if int(np.prod(shape)) == 0 and len(shape) > 0 and mode in ("eager", "session"):
-        return {
-            "error": "InvalidArgumentError",
-            "fragment": re.compile(r"Input to reshape is a tensor with \d+ values, but the "
-                                   r"requested shape has 0"),
-        }  # fmt: skip
-    return {"error": None, "shape": shape, "dtype": logits.dtype.name}
-
-
-def outcome_problems(outcome, expected: dict, side: str = "tfxent") -> list[str]:
-    """Differences between one side's runner Outcome and an `expected_where_tf_crashes`."""
-    import numpy as np
-
-    if expected["error"] is not None:
-        if outcome.error is None:
-            return [f"error: {side} returned a value where other TF versions raise "
-                    f"{expected['error']} ({expected['fragment'].pattern})"]  # fmt: skip
-        problems = []
-        if type(outcome.error).__name__ != expected["error"]:
-            problems.append(f"error: {side} raised {type(outcome.error).__name__}, other TF "
-                            f"versions {expected['error']}")  # fmt: skip
-        if not expected["fragment"].search(str(outcome.error)):
-            problems.append(f"error: {side}'s message {str(outcome.error)[:200]!r} lacks "
-                            f"{expected['fragment'].pattern!r}")  # fmt: skip
-        return problems
-    if outcome.error is not None:
-        return [f"error: {side} raised {outcome.error!r} where other TF versions return zeros"]
-    problems = []
-    loss = outcome.values.get("loss")
-    if loss is None or loss.shape != expected["shape"]:
-        got = None if loss is None else loss.shape
-        problems.append(f"loss: shape {got} where other TF versions give {expected['shape']}")
-    elif np.any(loss != 0) or np.any(np.signbit(loss)):
-        problems.append(f"loss: {loss.tolist()} where other TF versions return +0.0")
-    if outcome.dtypes.get("loss") != expected["dtype"]:
-        problems.append(f"loss: dtype {outcome.dtypes.get('loss')} vs {expected['dtype']}")
-    if outcome.grad_error is not None:
-        problems.append(f"gradient error: {side} raised {outcome.grad_error!r}")
-    for key, value in sorted(outcome.values.items()):
-        if key != "loss" and value is not None and np.any(value != 0):
-            problems.append(f"{key}: nonzero gradient for zero classes")
-    return problems
-
-
-def compare_where_tf_crashes(case, mode: str) -> list[str]:
-    """Problems of tfxent's result against what every non-crashing TF returns.
-
-    On a version where TF segfaults on dense zero classes, tfxent deliberately gives TF's
-    answer from every other version (an intentional difference, compat_matrix.md).
-    """
-    from tfxent.parity import runner
-
-    ours_fn, _ = runner.surfaces(case.api)
-    with runner.determinism(False):
-        ours = runner.run(ours_fn, case, mode)
-    return outcome_problems(ours, expected_where_tf_crashes(case, mode))
-
-
 _WORKER_CASES: dict | None = None
 
 
@@ -295,26 +195,23 @@ def _cases_by_id() -> dict:
 
 def run_unit(unit: Unit) -> list[Result]:
     """Compare each case of the unit; a runner exception becomes a problem, not a crash."""
-    from tfxent.parity import runner
+    from tfxent.parity import crashes, runner
 
     by_id = _cases_by_id()
     results = []
     for case_id in unit.case_ids:
         case = by_id[case_id]
         started = time.perf_counter()
-        substituted = tf_would_crash(case, unit.mode, unit.deterministic)
+        substituted = crashes.tf_would_crash(case, unit.mode, unit.deterministic)
         known, raised = None, False
         try:
-            if substituted:
-                problems = compare_where_tf_crashes(case, unit.mode)
-            else:
-                comparison = runner.compare(case, unit.mode, unit.deterministic)
-                raised = bool(getattr(comparison, "raised", False))
-                problems = [] if comparison.ok else list(comparison.problems)
-                if comparison.ok and getattr(comparison, "known", None) is not None:
-                    known = comparison.known.key
-                elif not comparison.ok and comparison.problems == [] and comparison.known:
-                    problems = [f"stale known difference {comparison.known.key}: now at parity"]
+            comparison = runner.compare(case, unit.mode, unit.deterministic)
+            raised = bool(getattr(comparison, "raised", False))
+            problems = [] if comparison.ok else list(comparison.problems)
+            if comparison.ok and getattr(comparison, "known", None) is not None:
+                known = comparison.known.key
+            elif not comparison.ok and comparison.problems == [] and comparison.known:
+                problems = [f"stale known difference {comparison.known.key}: now at parity"]
         except Exception as err:  # noqa: BLE001 - reported as a difference
             problems = [f"check: the runner raised {type(err).__name__}: {str(err)[:300]}"]
         results.append(
