@@ -399,6 +399,7 @@ def _compare_where_tf_crashes(case: Case, mode: str, ours_fn) -> Comparison:
                     "versions' answer is not tabulated (tfxent.parity.crashes)"]  # fmt: skip
     else:
         problems = crashes.outcome_problems(ours, crashes.expected_where_tf_crashes(case, mode))
+    problems += _backend_problems(case, mode, False, ours)
     return Comparison(case, mode, False, problems, None, ours.error is not None)
 
 
