@@ -91,9 +91,8 @@ def _module_export(export_dir: Path, portable: bool) -> SoftLabelRegression:
 
 
 def _keras_export(export_dir: Path, portable: bool):
-    keras = pytest.importorskip("keras")
-    if int(keras.__version__.split(".")[0]) < 3:
-        pytest.skip("Keras 3's ExportArchive")
+    import keras
+
     keras.utils.set_random_seed(2)
     model = keras.Sequential(
         [keras.Input((64,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(10)]
@@ -115,18 +114,29 @@ def _keras_export(export_dir: Path, portable: bool):
             value = loss_fn(y, model(x))
         return float(value), [g.numpy() for g in tape.gradient(value, model.trainable_variables)]
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("loss", loss, input_signature=spec)
-    archive.add_endpoint("loss_and_gradients", loss_and_gradients, input_signature=spec)
-    # Keras traces the endpoints when it writes them: the patch must be active then.
-    with patched():
-        if portable:
-            with saved_model.portable_export(str(export_dir)):
+    if int(keras.__version__.split(".")[0]) >= 3:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("loss", loss, input_signature=spec)
+        archive.add_endpoint("loss_and_gradients", loss_and_gradients, input_signature=spec)
+        # Keras traces the endpoints when it writes them: the patch must be active then.
+        with patched():
+            if portable:
+                with saved_model.portable_export(str(export_dir)):
+                    archive.write_out(str(export_dir), verbose=False)
+            else:
                 archive.write_out(str(export_dir), verbose=False)
-        else:
-            archive.write_out(str(export_dir), verbose=False)
-            saved_model.add_import_hint(str(export_dir))
+                saved_model.add_import_hint(str(export_dir))
+    else:
+        # Keras 2 (TF ≤ 2.15) has no ExportArchive: a tf.Module carries the model and the two
+        # endpoints, traced under the patch as Keras 3's archive traces them.
+        module = tf.Module()
+        module.model = model
+        module.gradient_variables = model.trainable_variables  # what the reload differentiates
+        module.loss = tf.function(loss, input_signature=spec)
+        module.loss_and_gradients = tf.function(loss_and_gradients, input_signature=spec)
+        with patched():
+            saved_model.save(module, str(export_dir), portable=portable)
     model.tf_reference = tf_reference
     return model
 
@@ -324,21 +334,32 @@ def test_portable_save_refuses_concrete_functions_traced_with_the_custom_op(tmp_
         saved_model.save(module, str(tmp_path / "kept"), signatures=signature, portable=True)
 
 
-def test_portable_export_block_refuses_an_archive_written_before(tmp_path):
-    keras = pytest.importorskip("keras")
-    if int(keras.__version__.split(".")[0]) < 3:
-        pytest.skip("Keras 3's ExportArchive")
+def test_portable_export_block_refuses_an_export_traced_before(tmp_path):
+    import keras
+
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
     spec = [tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32)]
-    archive.add_endpoint("loss", lambda x, y: loss_fn(y, model(x)), input_signature=spec)
+    if int(keras.__version__.split(".")[0]) >= 3:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("loss", lambda x, y: loss_fn(y, model(x)), input_signature=spec)
+
+        def write(path):
+            archive.write_out(str(path), verbose=False)
+    else:  # Keras 2: a tf.Module around the model, as in _keras_export
+        module = tf.Module()
+        module.model = model
+        module.loss = tf.function(lambda x, y: loss_fn(y, model(x)), input_signature=spec)
+
+        def write(path):
+            tf.saved_model.save(module, str(path))
+
     with patched():
-        archive.write_out(str(tmp_path / "first"), verbose=False)  # traced now, custom op
+        write(tmp_path / "first")  # traced now, custom op
         with pytest.raises(ValueError, match="not portable: it uses .*TfxentSparseSoftmaxXent"):
             with saved_model.portable_export(str(tmp_path / "second")):
-                archive.write_out(str(tmp_path / "second"), verbose=False)
+                write(tmp_path / "second")
     assert "TFXENT_FORCE_COMPOSITE" not in os.environ
 
 

@@ -204,6 +204,16 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         pinned_by="tests/test_versions.py::test_int16_labels_follow_installed_tf",
     ),
     Behaviour(
+        key="fingerprint_takes_proto",
+        summary="`fingerprinting_utils.write_fingerprint` takes the serialized SavedModel too",
+        tf="==2.13",
+        tf_does="2.13's `write_fingerprint(export_dir, saved_model_serialized)`; 2.14+ take "
+        "only `export_dir` and read saved_model.pb; 2.12 has no fingerprinting_utils.",
+        tfxent_does="follows: `tfxent.saved_model` rewrites fingerprint.pb after adding its "
+        "import hint with whichever signature the installed TF has.",
+        pinned_by="tests/test_saved_model.py::test_add_import_hint_is_idempotent",
+    ),
+    Behaviour(
         key="numpy1_scalar_axis_fails",
         summary="a NumPy scalar axis (`np.int32(0)`) fails",
         numpy="<2",

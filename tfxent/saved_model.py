@@ -34,7 +34,7 @@ from tensorflow.core.framework import node_def_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
-from tfxent import _backend
+from tfxent import _backend, _versions
 
 __all__ = [
     "IMPORT_HINT_OP",
@@ -101,15 +101,18 @@ def _hint_registered() -> bool:
     return _backend.op_library() is not None and op_def_registry.get(IMPORT_HINT_OP) is not None
 
 
-def _rewrite_fingerprint(export_dir) -> None:
+def _rewrite_fingerprint(export_dir, serialized: bytes) -> None:
     """fingerprint.pb hashes saved_model.pb; write it again for the edited proto."""
     if not (Path(export_dir) / "fingerprint.pb").exists():
         return
     try:
         from tensorflow.python.saved_model import fingerprinting_utils
-    except ImportError:  # pragma: no cover - TF without fingerprints
+    except ImportError:  # TF 2.12: no fingerprinting_utils
         return
-    fingerprinting_utils.write_fingerprint(str(export_dir))
+    if _versions.has("fingerprint_takes_proto"):
+        fingerprinting_utils.write_fingerprint(str(export_dir), serialized)
+    else:
+        fingerprinting_utils.write_fingerprint(str(export_dir))
 
 
 def add_import_hint(export_dir) -> bool:
@@ -142,9 +145,10 @@ def add_import_hint(export_dir) -> bool:
     if changed:
         path = Path(export_dir) / _PROTO
         temporary = path.with_name(path.name + ".tfxent-tmp")
-        temporary.write_bytes(proto.SerializeToString(deterministic=True))
+        serialized = proto.SerializeToString(deterministic=True)
+        temporary.write_bytes(serialized)
         os.replace(temporary, path)
-        _rewrite_fingerprint(export_dir)
+        _rewrite_fingerprint(export_dir, serialized)
     return True
 
 
