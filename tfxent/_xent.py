@@ -39,6 +39,13 @@ def _flatten_outer_dims(x: tf.Tensor) -> tf.Tensor:
     return output
 
 
+def _both_matrices(logits: tf.Tensor, labels: tf.Tensor) -> bool:
+    """Non-empty [N, C] logits and labels of the same shape. (With an empty dimension TF's
+    final reshape is not an identity, [0, 0] fails there; with broadcast labels its gradient
+    fails in the flattening's Reshape, spec §3.2.)"""
+    return logits.shape.rank == 2 and logits.shape == labels.shape and 0 not in logits.shape
+
+
 def _move_dim_to_end(x: tf.Tensor, dim_index: int, rank: tf.Tensor) -> tf.Tensor:
     """TF's transpose that moves `dim_index` last; a negative index other than −1 fails in
     its Range op exactly as TF's does (spec §0.4)."""
@@ -109,6 +116,12 @@ def _dense(labels: object, logits: object, axis: object, name: str | None) -> tf
             label_dtype = tf.float32
         if not (read_narrow and labels.dtype in _EXACTLY_WIDENED_LABELS):
             labels = math_ops.cast(labels, label_dtype)
+        if axis == -1 and _both_matrices(precise_logits, labels) and context.executing_eagerly():
+            # Eagerly, TF's flattening and final reshape of [N, C] inputs are identities whose
+            # ~15 small ops cost more than the kernel below ~10^6 elements (README,
+            # Performance); the result, errors and gradients are the same without them.
+            cost = _dense_kernel(precise_logits, labels, choice, name)
+            return math_ops.cast(cost, logits.dtype) if widen else cost
         input_rank = array_ops.rank(precise_logits)
         shape = logits.get_shape()
         if axis != -1:
