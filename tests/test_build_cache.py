@@ -357,6 +357,13 @@ def test_sanitize_switch_changes_the_key_and_adds_the_flags(cache, monkeypatch):
         _build.plan()
 
 
+def test_features_tf_headers_reject_are_switched_off():
+    # TF's Eigen fails to compile with AVX512-FP16 (seen on a Sapphire Rapids host, g++ 12).
+    with_fp16 = _build.optimisation_flags("-mavx2 -mavx512f -mavx512fp16 -mno-amx-fp16")
+    assert with_fp16[-1] == "-mno-avx512fp16" and "-march=native" in with_fp16
+    assert "-mno-avx512fp16" not in _build.optimisation_flags("-mavx2 -mno-avx512fp16")
+
+
 def test_sanitized_library_is_not_loaded_without_the_runtime(cache, monkeypatch):
     """dlopen of an ASan library into a process without the ASan runtime aborts it; tfxent
     refuses first and says how to run it."""

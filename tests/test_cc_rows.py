@@ -1,10 +1,11 @@
 """The C++ row mathematics (tfxent/cc/xent_rows.h), unit-tested without TensorFlow ops.
 
 Compiles tests/cc/test_xent_rows.cc with the flags the custom op is built with (TF's
-compile flags, which carry the include directory holding Eigen, plus -O3 -march=native
--DNDEBUG -fPIC), runs it, and requires exit status 0: a compile error or any failed check
-fails the test. The extra builds cover the other code paths of the header: AVX2 (on an
-AVX-512 host) and Eigen's scalar fallback, which stands in for CPUs without a packet type.
+compile flags, which carry the include directory holding Eigen, plus tfxent's own: -O3
+-march=native -DNDEBUG -fPIC, less the CPU features TF's headers reject), runs it, and
+requires exit status 0: a compile error or any failed check fails the test. The extra builds
+cover the other code paths of the header: AVX2 (on an AVX-512 host) and Eigen's scalar
+fallback, which stands in for CPUs without a packet type.
 
 The same binary times the row functions: `<binary> --bench` (not run here).
 """
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from tfxent import _build
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tests" / "cc" / "test_xent_rows.cc"
-OPT_FLAGS = ["-O3", "-march=native", "-DNDEBUG", "-fPIC"]
 LINK_FLAGS = ["-pthread"]  # the --bench mode runs threads
 
 
@@ -46,11 +48,13 @@ def _variants():
 
 @pytest.fixture(scope="module")
 def compile_command() -> list[str]:
-    tf = pytest.importorskip("tensorflow")  # Eigen's headers ship inside TensorFlow
+    import tensorflow as tf  # Eigen's headers ship inside TensorFlow
+
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
         pytest.fail(f"no C++ compiler {compiler!r} on PATH: install g++ or set CXX")
-    return [compiler, *tf.sysconfig.get_compile_flags(), f"-I{REPO}", *OPT_FLAGS]
+    native = _build.optimisation_flags(_build.target_features(compiler))
+    return [compiler, *tf.sysconfig.get_compile_flags(), f"-I{REPO}", *native]
 
 
 @pytest.mark.parametrize("extra_flags", list(_variants()))

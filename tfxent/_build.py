@@ -57,6 +57,10 @@ _LIBRARY_NAME = "_tfxent_ops.so"
 # use that CPU's vector units; -march=native enters the cache key through its expansion.
 # No -ffast-math: TF's NaN/inf results (spec §3.2) depend on IEEE semantics.
 _EXTRA_FLAGS = ("-O3", "-march=native", "-DNDEBUG", "-fPIC", "-Wno-deprecated-declarations")
+# TF's bundled Eigen does not compile with AVX512-FP16 enabled (PacketMathFP16.h declares
+# predux_half_dowto4 specialisations g++ 12 rejects), and the kernels widen f16 to f32 anyway,
+# so on CPUs that have it (Sapphire Rapids and later) the build turns it off.
+_UNUSABLE_FEATURES = ("-mavx512fp16",)
 _SANITIZE_FLAGS = {"address": ("-fsanitize=address", "-fno-omit-frame-pointer")}
 _LOCK_NOTICE_S = 5.0
 _LOCK_TIMEOUT_S = 600.0
@@ -262,7 +266,7 @@ def _first_line(command: list[str]) -> str:
     return lines[0].strip() if lines else ""
 
 
-def _target_features(compiler: str) -> str:
+def target_features(compiler: str) -> str:
     """The -m flags `-march=native` expands to: the CPU features this binary may use."""
     done = subprocess.run(
         [compiler, "-march=native", "-E", "-v", "-"],
@@ -275,6 +279,14 @@ def _target_features(compiler: str) -> str:
     if not lines:
         return "unknown"
     return " ".join(tok for tok in shlex.split(lines[0]) if tok.startswith(("-m", "--param")))
+
+
+def optimisation_flags(features: str) -> tuple[str, ...]:
+    """The flags added to TF's own for a CPU with these `-march=native` features, less the
+    features TF's headers cannot be compiled with."""
+    enabled = set(features.split())
+    disabled = tuple("-mno-" + flag[2:] for flag in _UNUSABLE_FEATURES if flag in enabled)
+    return _EXTRA_FLAGS + disabled
 
 
 def sanitizer() -> str:
@@ -314,9 +326,9 @@ def plan() -> BuildPlan:
     """Work out the compile command and the cache key for this TF, compiler and CPU."""
     compiler = _compiler()
     version = _first_line([compiler, "--version"])
-    features = _target_features(compiler)
+    features = target_features(compiler)
     sanitize = sanitizer()
-    extra_flags = _EXTRA_FLAGS + _sanitize_flags(sanitize, version)
+    extra_flags = optimisation_flags(features) + _sanitize_flags(sanitize, version)
     sources = [str(_CC_DIR / name) for name in _SOURCES]
     compile_flags = list(tf.sysconfig.get_compile_flags())
     link_flags = list(tf.sysconfig.get_link_flags())
