@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,6 @@ PROGRAMS = Path(__file__).resolve().parent / "dropin_programs"
 RELOAD, RELOAD_TF1 = PROGRAMS / "reload_saved_model.py", PROGRAMS / "reload_tf1_saved_model.py"
 TF_XENT_OPS = {"SoftmaxCrossEntropyWithLogits", "SparseSoftmaxCrossEntropyWithLogits"}
 RTOL = 1e-5  # same arithmetic; the composite and TF's kernel differ by a few ulps
-CORE_PENDING = "needs the core change of issue 5"
 
 
 def _child_env() -> dict[str, str]:
@@ -164,9 +162,7 @@ def _tf1_export(export_dir: Path, inputs) -> float:
                 tf.compat.v1.saved_model.simple_save(
                     session, str(export_dir), {"x": x, "y": y}, {"loss": loss}
                 )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no hint op in this build (yet)
-        saved_model.add_import_hint(str(export_dir))
+    assert saved_model.add_import_hint(str(export_dir)) is True
     return losses[0]
 
 
@@ -292,13 +288,6 @@ def test_loading_without_tfxent_says_import_tfxent_first(exported, name):
     report = exported["reports"]["bare"][name]
     assert not report["tfxent_imported"]
     assert report["error"] is not None, "a custom-op SavedModel cannot load without tfxent"
-    assert "Op type not registered" in report["error"]
-    if "ImportTfxentBeforeLoadingThisSavedModel" not in report["error"]:
-        assert "'Tfxent" in report["error"]
-        pytest.xfail(
-            f"{CORE_PENDING}: tfxent's op library registers no {saved_model.IMPORT_HINT_OP} op, "
-            "so the export carries no hint and TF's message names only the Tfxent op"
-        )
     assert f"Op type not registered '{saved_model.IMPORT_HINT_OP}'" in report["error"]
 
 
@@ -311,17 +300,14 @@ def test_tf1_session_export_reloads_with_tfxent_and_says_import_tfxent_without(e
     assert with_tfxent["error"] is None, with_tfxent["error"]
     np.testing.assert_allclose(with_tfxent["loss"], expected_loss, rtol=RTOL)
     bare = exported["reports"]["tf1-bare"]["tf1"]
-    assert not bare["tfxent_imported"] and "Op type not registered" in bare["error"]
-    if "ImportTfxentBeforeLoadingThisSavedModel" not in bare["error"]:
-        assert "'Tfxent" in bare["error"]
-        pytest.xfail(f"{CORE_PENDING}: no {saved_model.IMPORT_HINT_OP} op, so no hint")
+    assert not bare["tfxent_imported"]
+    assert f"Op type not registered '{saved_model.IMPORT_HINT_OP}'" in bare["error"]
 
 
 def test_import_tfxent_registers_the_ops_before_tf_saved_model_load(exported):
-    report = exported["reports"]["tfxent"]["module"]
-    if report["registered_by_import"] is False:
-        pytest.xfail(f"{CORE_PENDING}: `import tfxent` does not load the op library yet")
-    assert report["registered_by_import"] is True
+    for report in exported["reports"]["tfxent"].values():
+        assert report["error"] is None, report["error"]
+        assert report["registered_by_import"] is True
 
 
 def test_portable_save_refuses_concrete_functions_traced_with_the_custom_op(tmp_path):
@@ -379,16 +365,10 @@ def test_add_import_hint_is_idempotent(exported, tmp_path):
     source, _ = exported["models"]["module"]
     export_dir = tmp_path / "copy"
     shutil.copytree(source, export_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no hint op in this build (yet)
-        first = saved_model.add_import_hint(str(export_dir))
+    assert saved_model.add_import_hint(str(export_dir)) is True
     once = (export_dir / "saved_model.pb").read_bytes()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        assert saved_model.add_import_hint(str(export_dir)) is first
+    assert saved_model.add_import_hint(str(export_dir)) is True
     assert (export_dir / "saved_model.pb").read_bytes() == once
-    if not first:
-        pytest.xfail(f"{CORE_PENDING}: no {saved_model.IMPORT_HINT_OP} op to insert")
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()

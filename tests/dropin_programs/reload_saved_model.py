@@ -2,10 +2,9 @@
 
     python reload_saved_model.py {tfxent,bare} INPUTS.npz EXPORT_DIR...
 
-`tfxent`: `import tfxent`, then `tf.saved_model.load` (the documented way). If the first load
-fails because importing did not register the ops, the report says so and the models are
-loaded with `tfxent.saved_model.load` instead. `bare`: TensorFlow alone; a failure is
-reported with its message. Each model has `loss(x, y)`, `loss_and_gradients(x, y)` (a dict
+`tfxent`: `import tfxent`, then `tf.saved_model.load` (the documented way); `registered_by_import`
+says whether that load found tfxent's ops. `bare`: TensorFlow alone. A failure is reported with
+its message. Each model has `loss(x, y)`, `loss_and_gradients(x, y)` (a dict
 with "loss" and "gradient_<i>") and its variables in `gradient_variables` or
 `trainable_variables`.
 """
@@ -27,19 +26,17 @@ for export_dir in export_dirs:
     report = {"export_dir": export_dir}
     try:
         loaded = tf.saved_model.load(export_dir)
-        if mode == "tfxent" and registered_by_import is None:
+        if mode == "tfxent":
             registered_by_import = True
     except Exception as err:  # noqa: BLE001  (reported)
         if mode == "tfxent" and "Op type not registered 'Tfxent" in str(err):
             registered_by_import = False
-            import tfxent.saved_model
-
-            loaded = tfxent.saved_model.load(export_dir)
-        else:
-            report.update(error=f"{type(err).__name__}: {err}")
-            report["tfxent_imported"] = "tfxent" in sys.modules
-            print(json.dumps(report))
-            continue
+        report.update(
+            error=f"{type(err).__name__}: {err}", registered_by_import=registered_by_import
+        )
+        report["tfxent_imported"] = "tfxent" in sys.modules
+        print(json.dumps(report))
+        continue
     inside = loaded.loss_and_gradients(x, y)
     variables = list(getattr(loaded, "gradient_variables", None) or loaded.trainable_variables)
     with tf.GradientTape() as tape:
