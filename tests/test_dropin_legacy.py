@@ -32,28 +32,30 @@ EPS32 = float(np.finfo(np.float32).eps)
 # below any semantic difference (v1 vs v2 moves weights by ~0.1).
 TOLERANCE_ULPS = 256
 
-# program -> (the patch mode of its tfxent run, {variant id: program arguments}, op types that
-# each variant must use)
+# run id -> (program, the patch mode of its tfxent run, {variant id: program arguments}, op
+# types that each variant must use)
+_DISTILLATION_VARIANTS = {"v1": ["--xent", "v1"], "v2": ["--xent", "v2"]}
+_DISTILLATION_OPS = {
+    "v1": {"TfxentSoftmaxXent", "TfxentSparseSoftmaxXent"},
+    "v2": {"TfxentSoftmaxXent", "TfxentSparseSoftmaxXent"},
+}
 CASES = {
     "softmax_regression": (
+        "softmax_regression",
         "patch",
         {"dense": ["--labels", "dense"], "sparse": ["--labels", "sparse"]},
         {"dense": {"TfxentSoftmaxXent"}, "sparse": {"TfxentSparseSoftmaxXent"}},
     ),
     "small_cnn": (
+        "small_cnn",
         "patch",
         {"dense": ["--labels", "dense"], "sparse": ["--labels", "sparse"]},
         {"dense": {"TfxentSoftmaxXent"}, "sparse": {"TfxentSparseSoftmaxXent"}},
     ),
-    # Under patch(strict=True): the TF 1.15 contract in tf.compat.v1.nn runs keyword calls.
-    "distillation": (
-        "strict",
-        {"v1": ["--xent", "v1"], "v2": ["--xent", "v2"]},
-        {
-            "v1": {"TfxentSoftmaxXent", "TfxentSparseSoftmaxXent"},
-            "v2": {"TfxentSoftmaxXent", "TfxentSparseSoftmaxXent"},
-        },
-    ),
+    # The program whose labels depend on a second network, where v1 and v2 differ: under
+    # patch(), and under patch(strict=True), whose TF 1.15 contract runs its keyword calls.
+    "distillation": ("distillation", "patch", _DISTILLATION_VARIANTS, _DISTILLATION_OPS),
+    "distillation_strict": ("distillation", "strict", _DISTILLATION_VARIANTS, _DISTILLATION_OPS),
 }
 
 
@@ -82,13 +84,13 @@ def results(tmp_path_factory):
     """Run each program on TF and under tfxent, both processes at once, once per module."""
     cache: dict[str, dict] = {}
 
-    def get(program: str) -> dict:
-        if program in cache:
-            return cache[program]
-        mode, variants, _ = CASES[program]
+    def get(run_id: str) -> dict:
+        if run_id in cache:
+            return cache[run_id]
+        program, mode, variants, _ = CASES[run_id]
         runs = {}
         for run_mode in ("tf", mode):
-            outdir = tmp_path_factory.mktemp(f"{program}-{run_mode}")
+            outdir = tmp_path_factory.mktemp(f"{run_id}-{run_mode}")
             process = subprocess.Popen(
                 _command(run_mode, outdir, program, variants),
                 cwd=REPO,
@@ -109,7 +111,7 @@ def results(tmp_path_factory):
                 )
                 for index, name in enumerate(variants)
             }
-        cache[program] = loaded
+        cache[run_id] = loaded
         return loaded
 
     return get
@@ -128,11 +130,11 @@ def _assert_same_training(reference: dict, patched: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    ("program", "variant"),
-    [(program, variant) for program, (_, variants, _) in CASES.items() for variant in variants],
+    ("run_id", "variant"),
+    [(run_id, variant) for run_id, (_, _, variants, _) in CASES.items() for variant in variants],
 )
-def test_legacy_program_trains_as_on_tf_step_by_step(results, program, variant):
-    runs = results(program)
+def test_legacy_program_trains_as_on_tf_step_by_step(results, run_id, variant):
+    runs = results(run_id)
     (reference, ref_report), (patched, patched_report) = (
         runs["tf"][variant],
         runs["tfxent"][variant],
@@ -142,7 +144,7 @@ def test_legacy_program_trains_as_on_tf_step_by_step(results, program, variant):
     assert not ref_report["tfxent_imported"] and not ref_report["eager"]
     assert TF_XENT_OPS & set(ref_report["op_types"])
     # Under patch every cross-entropy is tfxent's custom op: not TF's op, not the composite.
-    _, _, expected_ops = CASES[program]
+    expected_ops = CASES[run_id][3]
     assert patched_report["tfxent_imported"] and not patched_report["eager"]
     assert expected_ops[variant] <= set(patched_report["op_types"])
     assert not TF_XENT_OPS & set(patched_report["op_types"])
