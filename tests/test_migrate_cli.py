@@ -23,6 +23,10 @@ V2_CALL = (
     f"import tensorflow as tf\nl = tf.nn.{SCE}(labels=tf.stop_gradient(y), logits=z, axis=1)\n"
 )
 KWARGS = f"import tensorflow as tf\nl = tf.nn.{SCE}(**kw)\n"
+TF0_CALL = f"import tensorflow as tf\nl = tf.nn.{SCE}(logits, labels)\n"
+TF0_CALL_MIGRATED = (
+    f"import tensorflow as tf\nl = tf.nn.{SCE}(logits=logits, labels=tf.stop_gradient(labels))\n"
+)
 
 
 def migrate(*argv: str) -> tuple[int, str]:
@@ -88,6 +92,15 @@ def test_check_fails_while_risky_findings_remain_even_after_write(tree):
     assert migrate("--check", "--pin-v1", "pkg")[0] == 1  # pinning is a pending rewrite
     migrate("--write", "--pin-v1", "pkg")
     assert migrate("--check", "pkg")[0] == 0  # tf.compat.v1 keeps v1 semantics: INFO only
+
+
+def test_tf0_order_rewrites_calls_of_tf0_code_that_are_otherwise_reported(tree):
+    (tree / "pkg" / "old.py").write_text(TF0_CALL)
+    status, out = migrate("--check", "pkg")
+    assert status == 1 and "positional-legacy-order" in out
+    assert migrate("--write", "--tf0-order", "pkg")[0] == 0
+    assert (tree / "pkg" / "old.py").read_text() == TF0_CALL_MIGRATED
+    assert migrate("--check", "pkg")[0] == 0
 
 
 def test_unparseable_file_is_left_alone_and_the_others_are_written(tree):

@@ -47,6 +47,7 @@ class Case:
     ours: str = MATCH  # what our output does when run (reported cases are left as they were)
     reported: bool = False  # a RISK finding, call left untouched
     pinned: str | None = None  # what our --pin-v1 output does (for reported cases)
+    tf0: str | None = None  # what our --tf0-order output does (for TF 0.x code)
     upgrade: str = MATCH  # what tf_upgrade_v2's output does
 
 
@@ -56,8 +57,10 @@ CASES = {
     "dense_keywords_dim": Case(shape=(2, 5, 3), class_axis=1),
     "dense_positional": Case(legacy=TF212),
     "dense_positional_neutral": Case(legacy=TF212),
-    "dense_positional_legacy_order": Case(legacy=TF0, ours=LOSS, reported=True, upgrade=LOSS),
-    "dense_positional_matmul": Case(legacy=TF0, ours=LOSS, reported=True, upgrade=LOSS),
+    "dense_positional_legacy_order": Case(
+        legacy=TF0, ours=LOSS, reported=True, tf0=MATCH, upgrade=LOSS
+    ),
+    "dense_positional_matmul": Case(legacy=TF0, ours=LOSS, reported=True, tf0=MATCH, upgrade=LOSS),
     "dense_sentinel": Case(upgrade="TypeError"),
     "dense_already_stopped": Case(),
     "dense_stopped_compat_v1": Case(),
@@ -257,10 +260,22 @@ def test_migrated_snippet_matches_its_legacy_meaning(name, upgraded):
         assert result.code == source  # reported, not guessed
         pinned = migrate_source(source, f"{name}.py", pin_v1=True).code
         assert outcome(reference, pinned, name, case) == (case.pinned or case.ours)
+    if case.legacy == TF0:
+        stated = migrate_source(source, f"{name}.py", tf0_order=True)
+        assert not [f for f in stated.findings if f.risk is Risk.RISK and not f.rewritten]
+        assert outcome(reference, stated.code, name, case) == case.tf0
 
     upgrade_output = upgraded[name]
     got = "no-output" if upgrade_output is None else outcome(reference, upgrade_output, name, case)
     assert got == case.upgrade, f"tf_upgrade_v2 output:\n{upgrade_output}"
+
+
+def test_every_snippet_has_a_migration_that_keeps_its_meaning():
+    # The default output where it is safe; where a call is reported instead, the option that
+    # states what the code cannot say (--pin-v1, or --tf0-order for TF 0.x code). Each entry
+    # is what test_migrated_snippet_matches_its_legacy_meaning measures for that snippet.
+    for name, case in CASES.items():
+        assert MATCH in (case.ours, case.pinned, case.tf0), name
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.legacy != TF1])

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import libcst as cst
 
-from tfxent.migrate._names import POSITIONAL_PARAMS, Kind
+from tfxent.migrate._names import POSITIONAL_PARAMS, TF0_POSITIONAL_PARAMS, Kind
 from tfxent.migrate._order import Order, judge_order
 
 
@@ -52,18 +52,21 @@ def plan_args(
     *,
     is_stopped: Callable[[cst.BaseExpression], bool],
     stop: Callable[[cst.BaseExpression], cst.BaseExpression],
+    tf0_order: bool = False,
 ) -> ArgPlan:
     """Plan the v2 argument list for a call of the legacy function ``kind``.
 
     ``original`` carries the metadata (scope, qualified names); ``updated`` holds the same
     arguments after the transformer has visited them, and is what the new list is made of.
+    ``tf0_order``: the user says positional calls are TF 0.x's (logits, labels).
     """
     if any(a.star for a in original):
         return _stop(
             "star-args",
             "called with *args/**kwargs: the arguments cannot be checked or rewritten",
         )
-    params = POSITIONAL_PARAMS[kind]
+    tf0_order = tf0_order and kind in TF0_POSITIONAL_PARAMS
+    params = TF0_POSITIONAL_PARAMS[kind] if tf0_order else POSITIONAL_PARAMS[kind]
     positional = [i for i, a in enumerate(original) if a.keyword is None]
     if len(positional) > len(params):
         return _stop("too-many-arguments", f"more than {len(params)} positional arguments")
@@ -88,7 +91,8 @@ def plan_args(
             return _stop(
                 "positional-legacy-order",
                 f"{name}= is also given positionally: a TF 0.x (logits, labels) call? "
-                "Not rewritten: pass labels= and logits= by keyword",
+                "Not rewritten: pass labels= and logits= by keyword, or use --tf0-order if "
+                "the code was written for TF 0.x",
             )
         by_name[name] = i
 
@@ -101,18 +105,28 @@ def plan_args(
     if positional and kind is not Kind.DENSE_V2_HELPER:
         mapped = {p: original[by_name[p]].value for p in ("labels", "logits")}
         order = judge_order({p: v for p, v in mapped.items() if by_name[p] in keywordize})
+        if order is Order.LEGACY and tf0_order:
+            return _stop(
+                "positional-order-contradicted",
+                "positional arguments look like the TF >= 2.12 order (labels, logits), not "
+                "the TF 0.x order --tf0-order states. Not rewritten: pass labels= and logits= "
+                "by keyword",
+            )
         if order is Order.LEGACY:
             return _stop(
                 "positional-legacy-order",
                 "positional arguments look like the TF 0.x order (logits, labels), which "
                 "TF >= 2.12 reads as (labels, logits). Not rewritten: pass labels= and "
-                "logits= by keyword",
+                "logits= by keyword, or use --tf0-order if the code was written for TF 0.x",
             )
         if order is Order.UNKNOWN:
+            assumed = "TF >= 2.12 order (labels, logits)"
+            if tf0_order:
+                assumed = "TF 0.x order (logits, labels), as --tf0-order states"
             problem = (
                 "positional-order-assumed",
-                "positional arguments read in the TF >= 2.12 order (labels, logits); their "
-                "names do not confirm it (TF 0.x used (logits, labels)): check",
+                f"positional arguments read in the {assumed}; their names do not confirm it "
+                "(TF 0.x used (logits, labels), TF >= 2.12 (labels, logits)): check",
             )
         changes.append("positional arguments turned into keywords")
     elif kind is Kind.DENSE_V2_HELPER and len(positional) < len(params):

@@ -21,6 +21,7 @@ from tfxent.migrate._names import (
     classify,
     v2_function_name,
 )
+from tfxent.migrate._options import DEFAULT_OPTIONS, Options
 from tfxent.migrate._report import Finding, Risk
 
 PRAGMA = "tfxent: ignore"  # on any line of a site: leave it alone and do not report it
@@ -65,11 +66,12 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
     METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider, PositionProvider)
 
     def __init__(
-        self, context: CodemodContext, *, path: str = "<string>", pin_v1: bool = False
+        self, context: CodemodContext, *, path: str = "<string>", options: Options = DEFAULT_OPTIONS
     ) -> None:
         super().__init__(context)
         self.path = path
-        self.pin_v1 = pin_v1
+        self.pin_v1 = options.pin_v1
+        self.tf0_order = options.tf0_order
         self.findings: list[Finding] = []
         self._callees: set[int] = set()  # id() of every Call.func in the original tree
         self._arg_of: dict[int, cst.Call] = {}  # id(argument value) -> the call it is passed to
@@ -259,6 +261,7 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
             original_node.args,
             updated_node.args,
             is_stopped=self._is_stopped,
+            tf0_order=self.tf0_order,
             stop=lambda value: cst.Call(
                 func=cst.parse_expression(self._tf_name(original_node).stop_gradient()),
                 args=[cst.Arg(value=value)],

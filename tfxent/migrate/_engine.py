@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import os
 import tempfile
@@ -13,6 +14,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from tfxent.migrate._codemod import XentMigrationCommand
+from tfxent.migrate._options import DEFAULT_OPTIONS, Options
 from tfxent.migrate._report import Finding, MigrationResult, Risk, sort_findings
 
 
@@ -41,10 +43,10 @@ def parse(code: str) -> cst.Module:
         raise SourceError(exc.message, exc.raw_line, exc.raw_column + 1) from exc
 
 
-def transform_code(code: str, path: str, *, pin_v1: bool = False) -> tuple[str, list[Finding]]:
+def transform_code(code: str, path: str, options: Options) -> tuple[str, list[Finding]]:
     """Migrate Python source text; raises SourceError when it does not parse."""
     module = parse(code)
-    command = XentMigrationCommand(CodemodContext(filename=path), path=path, pin_v1=pin_v1)
+    command = XentMigrationCommand(CodemodContext(filename=path), path=path, options=options)
     new_module = command.transform_module(module)
     return new_module.code, sort_findings(command.findings)
 
@@ -62,9 +64,9 @@ def parse_error_result(path: str, exc: SourceError, cell: int | None = None) -> 
 
 
 def migrate_source(
-    code: str, filename: str = "<string>", *, pin_v1: bool = False
+    code: str, filename: str = "<string>", *, pin_v1: bool = False, tf0_order: bool = False
 ) -> MigrationResult:
-    """Migrate the text of one Python module.
+    """Migrate the text of one Python module (`pin_v1`, `tf0_order`: see :class:`Options`).
 
     Returns a :class:`MigrationResult` with the new code (``result.code``) and the findings
     (``result.findings``), each with file:line and a risk level. A source that does not
@@ -77,7 +79,8 @@ def migrate_source(
     loss = tf.nn.softmax_cross_entropy_with_logits(labels=tf.stop_gradient(y), logits=z, axis=1)
     """
     try:
-        new_code, findings = transform_code(code, filename, pin_v1=pin_v1)
+        options = Options(pin_v1=pin_v1, tf0_order=tf0_order)
+        new_code, findings = transform_code(code, filename, options)
     except SourceError as exc:
         return MigrationResult(
             filename, code, code, [parse_error_result(filename, exc)], error=str(exc)
@@ -107,7 +110,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def migrate_file(path: Path, display: str, *, pin_v1: bool = False) -> MigrationResult:
+def migrate_file(path: Path, display: str, options: Options = DEFAULT_OPTIONS) -> MigrationResult:
     """Migrate one ``.py`` or ``.ipynb`` file in memory (nothing is written here)."""
     from tfxent.migrate._notebook import migrate_notebook  # notebooks only when needed
 
@@ -118,8 +121,8 @@ def migrate_file(path: Path, display: str, *, pin_v1: bool = False) -> Migration
         return MigrationResult(display, "", "", [finding], error=str(exc))
     try:
         if path.suffix == ".ipynb":
-            return migrate_notebook(text, display, pin_v1=pin_v1)
-        return migrate_source(text, display, pin_v1=pin_v1)
+            return migrate_notebook(text, display, options)
+        return migrate_source(text, display, **dataclasses.asdict(options))
     except Exception as exc:  # a codemod bug must not take the other files down with it
         message = f"internal error, file left untouched: {type(exc).__name__}: {exc}"
         finding = Finding(display, 1, 1, Risk.RISK, "internal-error", message)

@@ -48,6 +48,11 @@ POSITIONAL_PARAMS: dict[Kind, tuple[str, ...]] = {
     Kind.DENSE_V2_HELPER: ("labels", "logits", "axis", "name", "dim"),
     Kind.SPARSE_V1: ("labels", "logits", "name"),
 }
+# TF 0.x's signatures (before the _sentinel guard of TF 1.0): logits first.
+TF0_POSITIONAL_PARAMS: dict[Kind, tuple[str, ...]] = {
+    Kind.DENSE_V1: ("logits", "labels", "dim", "name"),
+    Kind.SPARSE_V1: ("logits", "labels", "name"),
+}
 
 
 @dataclasses.dataclass(frozen=True)

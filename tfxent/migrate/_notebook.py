@@ -15,6 +15,7 @@ import re
 from json.decoder import scanstring
 
 from tfxent.migrate._engine import SourceError, parse, parse_error_result, transform_code
+from tfxent.migrate._options import DEFAULT_OPTIONS, Options
 from tfxent.migrate._report import Finding, MigrationResult, Risk, sort_findings
 
 _PY_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
@@ -102,7 +103,7 @@ def _cell_text(cell: dict) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
-def migrate_notebook(text: str, path: str, *, pin_v1: bool = False) -> MigrationResult:
+def migrate_notebook(text: str, path: str, options: Options = DEFAULT_OPTIONS) -> MigrationResult:
     """Migrate the code cells of a notebook's JSON text; everything else stays as it is."""
     try:
         notebook = json.loads(text)
@@ -143,7 +144,7 @@ def migrate_notebook(text: str, path: str, *, pin_v1: bool = False) -> Migration
         starts[index] = line + 1
         line += 1 + source.count("\n")
     try:
-        new_joined, cell_findings = transform_code(joined, path, pin_v1=pin_v1)
+        new_joined, cell_findings = transform_code(joined, path, options)
     except SourceError as exc:  # cells that parse alone but not together (rare)
         finding = parse_error_result(path, exc)
         return MigrationResult(path, text, text, [*findings, finding], error=str(exc))

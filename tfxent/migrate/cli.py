@@ -16,6 +16,7 @@ from typing import TextIO
 
 from tfxent.migrate._codemod import PRAGMA
 from tfxent.migrate._engine import migrate_file, write_result
+from tfxent.migrate._options import Options
 from tfxent.migrate._report import MigrationResult, summarize, summary_line, to_json, to_text
 
 DESCRIPTION = (
@@ -92,6 +93,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="rewrite stored references and *args/**kwargs calls that would change meaning "
         "on TF 2 to the explicit tf.compat.v1.nn name, which keeps the TF 1.x semantics",
     )
+    parser.add_argument(
+        "--tf0-order",
+        action="store_true",
+        help="the code was written for TF 0.x: read positional v1 calls as (logits, labels), "
+        "the order TF >= 2.12 reads as (labels, logits), and rewrite them to keywords "
+        "(without it, calls that look like the 0.x order are reported and left alone)",
+    )
 
 
 def collect(paths: list[str]) -> list[tuple[Path, str]]:
@@ -144,7 +152,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     results: list[MigrationResult] = []
     try:
         for path, display in files:
-            result = migrate_file(path, display, pin_v1=args.pin_v1)
+            options = Options(pin_v1=args.pin_v1, tf0_order=args.tf0_order)
+            result = migrate_file(path, display, options)
             results.append(result)
             if result.error is not None:
                 _log(f"tfxent migrate: {display}: left untouched: {result.error}")
