@@ -394,6 +394,18 @@ FIXED_ISSUES = (
         id="xla-sparse-empty-batch-zero-classes-message (_xent.py: _flattened_rows)",
     ),
     pytest.param(
+        Case("inf_label", "nn.dense", np.array([[0.5, np.inf, 0.5]], F32), np.ones((1, 3), F32)),
+        "eager",
+        False,
+        id="hvp-nan-at-infinite-labels (_ops.py: the zero loss-gradient term)",
+    ),
+    pytest.param(
+        Case("inf_label", "nn.dense", np.array([[0.5, np.inf, 0.5]], F32), np.ones((1, 3), F32)),
+        "function",
+        True,
+        id="determinism-hvp-nan-row-at-infinite-labels (_ops.py: LogSoftmax gradient order)",
+    ),
+    pytest.param(
         Case("rank1_bf16", "nn.dense", np.array([0.0, 1.0], BF16), np.array([1.0, 2.0], BF16)),
         "eager",
         False,

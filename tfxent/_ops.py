@@ -130,8 +130,19 @@ def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     deterministic = op.get_attr("deterministic")
     softmax, g, v = _widened_inputs(op, grad_backprop)
     y = math_ops.cast(labels, softmax.dtype) + array_ops.zeros_like(v)  # broadcast to [N, C]
-    scale = math_ops.reduce_sum(y, axis=-1, keepdims=True) if deterministic else 1.0
-    grad_features = _hessian_vector_product(softmax, _broadcast_mul(g, v)) * scale
+    if deterministic:
+        # TF differentiates LogSoftmax's gradient, grad − Σgrad·softmax, with grad scaled by
+        # Σy first, so a row with infinite labels sums inf − inf and is NaN as in TF.
+        scale = math_ops.reduce_sum(y, axis=-1, keepdims=True)
+        scaled = _broadcast_mul(g, v) * scale * softmax
+        grad_features = scaled - math_ops.reduce_sum(scaled, axis=-1, keepdims=True) * softmax
+    else:
+        # TF's kernel gradient adds its first-order term again with the loss's upstream
+        # gradient, which is zero here: 0·(softmax − labels), NaN where labels are ±inf/NaN.
+        scale = 1.0
+        grad_features = _hessian_vector_product(softmax, _broadcast_mul(g, v)) + _broadcast_mul(
+            array_ops.zeros_like(g), softmax - y
+        )
     grad_g = math_ops.reduce_sum(v * (softmax * scale - y), axis=-1)
     if deterministic:
         # d/dy of g·(s·Σy − y) is g·(s·1ᵀ − I): the true mixed term (spec §9).
