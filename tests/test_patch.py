@@ -136,7 +136,10 @@ def test_keras_backend_looks_the_functions_up_through_tf_nn():
     keras = pytest.importorskip("keras")
     if int(keras.__version__.split(".")[0]) < 3:
         pytest.skip("Keras 3's TF backend")
-    from keras.src.backend.tensorflow import nn as keras_tf_nn
+    try:  # Keras 3.16 moved the TF backend's nn functions into an `ops` package
+        from keras.src.backend.tensorflow.ops import nn as keras_tf_nn
+    except ImportError:
+        from keras.src.backend.tensorflow import nn as keras_tf_nn
 
     source = inspect.getsource(keras_tf_nn)
     assert "tf.nn.softmax_cross_entropy_with_logits(" in source

@@ -180,6 +180,16 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
     ),
     Behaviour(
+        key="graph_tensor_axis_indexes",
+        summary="a legacy-graph constant tensor `axis` is accepted",
+        tf=">=2.22",
+        tf_does="2.22 (nightly) graph tensors support `__index__`, so TF's `del shape[axis]` "
+        "and `range(axis)` take a constant tensor `axis` and the call succeeds; before, they "
+        "raised the TypeError of `graph_tensor_type_name`.",
+        tfxent_does="follows: the same Python statements run on TF's own tensor class.",
+        pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
+    ),
+    Behaviour(
         key="eager_record_module",
         summary="tape-recording helpers (`stop_recording`, `should_record_backprop`) module",
         tf=">=2.13",

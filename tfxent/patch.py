@@ -11,7 +11,7 @@ Keras losses compute with tfxent's custom op without a changed line:
   (ops/losses/losses_impl.py);
 * Keras 3 needs nothing more: its TF backend calls `tf.nn.softmax_cross_entropy_with_logits`
   and `tf.nn.sparse_softmax_cross_entropy_with_logits` through the `tf` module at call time
-  (keras/src/backend/tensorflow/nn.py).
+  (keras/src/backend/tensorflow/nn.py; ops/nn.py from Keras 3.16).
 
 Each replacement is chosen by the identity of the TF function an attribute holds, never by
 its name: `tf.nn.softmax_cross_entropy_with_logits` *is* nn_ops'
