@@ -13,9 +13,11 @@ tox environment (tox.ini):
 Up to `--parallel` versions (default 2) run at once.
 
 Each version's result is stored as JSON in the results directory (default
-`.tox/matrix-results/`), and compat_matrix.md is regenerated from the stored results of
-every version, so `--versions 2.16` re-runs one row and keeps the others. The file is a
-pure function of the results: re-running reproduces it apart from dates and timings.
+`compat/results/`, committed beside the file), and compat_matrix.md is regenerated from the
+stored results of every version, so `--versions 2.16` re-runs one row and keeps the others.
+The file is a pure function of the results: `--render-only` reproduces it exactly, and
+re-running the versions reproduces it apart from dates and timings. Logs, junit.xml and the
+full check reports go to `.tox/matrix-logs/`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ PRIORITY = ("2.21", "2.12", "2.16", "2.13", "2.20", "2.14", "2.19", "2.15", "2.1
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "compat_matrix.md"
-RESULTS = ROOT / ".tox" / "matrix-results"
+RESULTS = ROOT / "compat" / "results"
+LOGS = ROOT / ".tox" / "matrix-logs"
 
 
 def _log(message: str) -> None:
@@ -152,7 +155,7 @@ def setup(label: str, args: argparse.Namespace) -> tuple[int, float]:
     with filelock.FileLock(str(_SETUP_LOCK)):
         _log(f"{label}: setting up .tox/{env} (first time: ~1.5 GB, several minutes)...")
         command = [*tox_command(), "run", "-e", env, "--notest"]
-        status, seconds = _run(command, Path(args.results) / f"{env}.setup.log", args.timeout)
+        status, seconds = _run(command, LOGS / f"{env}.setup.log", args.timeout)
     _log(f"{label}: environment ready (exit {status}) in {seconds:.0f} s")
     return status, seconds
 
@@ -174,8 +177,8 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
     tox = tox_command()
     results = Path(args.results)
     env_dir = ROOT / ".tox" / env
-    junit, kept_junit = env_dir / "junit.xml", results / f"{env}.junit.xml"
-    check_json = results / f"{env}.check.json"
+    junit, kept_junit = env_dir / "junit.xml", LOGS / f"{env}.junit.xml"
+    check_json = LOGS / f"{env}.check.json"
     result: dict = {"label": label, "env": env}
 
     if args.existing_tests:
@@ -185,7 +188,7 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
         shutil.copyfile(junit, kept_junit)
     status, _ = setup(label, args)
     if status != 0:
-        log_text = (results / f"{env}.setup.log").read_text(encoding="utf-8", errors="replace")
+        log_text = (LOGS / f"{env}.setup.log").read_text(encoding="utf-8", errors="replace")
         reason = crash_summary(log_text) or f"tox exit status {status}; see {env}.setup.log"
         result["tests"] = {"passed": None, "failed": None, "skipped": None, "failing": [],
                            "crash": f"environment set-up failed: {reason}"}  # fmt: skip
@@ -202,8 +205,8 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
         if args.pytest_args:
             command += ["--", *shlex.split(args.pytest_args)]
         _log(f"{label}: tox run -e {env} (build the op, run the test suite)...")
-        status, seconds = _run(command, results / f"{env}.tox.log", args.timeout)
-        log_text = (results / f"{env}.tox.log").read_text(encoding="utf-8", errors="replace")
+        status, seconds = _run(command, LOGS / f"{env}.tox.log", args.timeout)
+        log_text = (LOGS / f"{env}.tox.log").read_text(encoding="utf-8", errors="replace")
         tests = _test_results(junit, status, log_text, env)
         tests.update(seconds=seconds, pytest_args=args.pytest_args)
         if junit.exists():
@@ -226,10 +229,10 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
         command = [*tox, "exec", "-e", env, "--skip-pkg-install", "--", "python", "-m"]
         command += ["tfxent", "check", "--json", str(check_json), *shlex.split(args.check_args)]
         _log(f"{label}: python -m tfxent check {args.check_args}...")
-        status, seconds = _run(command, results / f"{env}.check.log", args.timeout)
+        status, seconds = _run(command, LOGS / f"{env}.check.log", args.timeout)
         check = _load(check_json)
         if check is None:
-            log_text = (results / f"{env}.check.log").read_text(encoding="utf-8", errors="replace")
+            log_text = (LOGS / f"{env}.check.log").read_text(encoding="utf-8", errors="replace")
             check = {"crash": crash_summary(log_text) or f"no report (exit status {status})"}
         check["status"], check["wall_seconds"] = status, seconds
         result["check"] = check
@@ -567,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         with concurrent.futures.ThreadPoolExecutor(max(1, args.parallel)) as pool:
             futures = {pool.submit(run_version, label, args): label for label in labels}
