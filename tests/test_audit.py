@@ -150,6 +150,23 @@ def test_v1_graph_names_the_variables_the_labels_are_read_from(use_resource):
     assert finding.modes == {"traced": 1}
 
 
+def test_unmodified_tf1_program_is_audited_under_patch():
+    # Legacy code calls tf.compat.v1.nn, not tfxent: patched, its calls run through tfxent's
+    # surfaces and the audit sees them at the program's own line.
+    with tf.Graph().as_default(), tfxent.patched(), quiet() as audit:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 2])
+        with tf.compat.v1.variable_scope("teacher"):
+            w = tf.compat.v1.get_variable("w", initializer=[[1.0, 2.0], [3.0, 4.0]])
+        v1_nn, labels = tf.compat.v1.nn, tf.nn.softmax(x @ w)
+        loss = v1_nn.softmax_cross_entropy_with_logits(labels=labels, logits=x)  # site: legacy
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(loss, {x: [[1.0, 2.0]]})
+    finding = only(audit, "v1-labels-trainable")
+    assert finding.variables == ["teacher/w:0"]
+    assert (finding.path, finding.line) == (str(HERE), site_line("legacy"))
+
+
 def test_keras_teacher_variables_are_named():
     keras = pytest.importorskip("keras")
     # Keras 3 names variables "<model>/<layer>/<weight>", Keras 2 (TF ≤ 2.15) "<layer>/...":
