@@ -168,9 +168,6 @@ def test_help_documents_modes_report_format_and_exit_codes():
     assert isinstance(cli.DESCRIPTION, str) and cli.DESCRIPTION
 
 
-@pytest.mark.skipif(
-    not (ROOT / "tfxent" / "__main__.py").exists(), reason="tfxent/__main__.py not written yet"
-)
 def test_python_dash_m_tfxent_migrate(tree):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
