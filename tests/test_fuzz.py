@@ -469,13 +469,15 @@ KNOWN_ISSUES = (
     KnownIssue(
         "session-half-empty-by-empty",
         "TF (Grappler removes the final Reshape)",
-        "In a v1 Session, dense f16/bf16 logits [0, 0] give TF a loss of shape [1]: its graph "
-        "optimizer drops the Reshape that fails for float32 and with the optimizer off. "
+        "In a v1 Session, dense f16/bf16 zero-class calls whose final Reshape fails (logits "
+        "[0, 0], or labels broadcasting to more rows) give TF a loss of the wrong shape: its "
+        "graph optimizer drops the Reshape that fails for float32 and with the optimizer off. "
         "tfxent raises that Reshape's InvalidArgumentError.",
         lambda case, mode, det: (
             mode == "session"
             and not case.sparse
-            and np.shape(case.logits) == (0, 0)
+            and np.ndim(case.logits) > 0
+            and np.shape(case.logits)[-1] == 0
             and _dtype(case.logits) in (np.float16, BF16)
         ),
         ("tfxent raised InvalidArgumentError() but TF raised None",),

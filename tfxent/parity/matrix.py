@@ -344,12 +344,13 @@ INTENTIONAL = (
         "tests/test_fuzz.py::test_known_issue[determinism-int16-labels-gradient]",
     ),
     (
-        "v1 Session, dense float16/bfloat16 logits [0, 0]: an error, not a one-element loss",
-        "TF's kernel gives one row for [0, 0] and its final Reshape to [0] fails, as it does "
-        "for float32, eagerly, and in a Session with the graph optimizer off. With half "
-        "precision that Reshape is not the fetched node, so Grappler removes it as redundant "
-        "and TF returns a loss of shape [1] for a batch of 0. tfxent raises TF's "
-        "InvalidArgumentError.",
+        "v1 Session, dense float16/bfloat16 logits with zero classes: an error, not a "
+        "wrong-shaped loss",
+        "Where TF's final Reshape fails (logits [0, 0]: its kernel gives one row; labels that "
+        "broadcast to more rows than the logits have), it fails for float32, eagerly, and in a "
+        "Session with the graph optimizer off. With half precision that Reshape is not the "
+        "fetched node, so Grappler removes it as redundant and TF returns a loss of the wrong "
+        "shape (e.g. [1] for a batch of 0). tfxent raises TF's InvalidArgumentError.",
         "tests/test_fuzz.py::test_known_issue[session-half-empty-by-empty]",
     ),
 )
