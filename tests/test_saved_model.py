@@ -264,6 +264,8 @@ def test_custom_op_export_reloads_with_tfxent_with_the_same_loss_and_gradients(e
 
     report = exported["reports"]["tfxent"][name]
     assert report["error"] is None and report["tfxent_imported"]
+    assert {op, op + "Grad"} <= set(report["op_types"]), "the reloaded functions run the op"
+    assert not TF_XENT_OPS & set(report["op_types"])
     expected_loss, expected_gradients = model.tf_reference(*exported["inputs"])
     _assert_same(report, expected_loss, expected_gradients)
 
@@ -279,6 +281,7 @@ def test_portable_export_loads_without_tfxent_with_the_same_loss_and_gradients(e
     report = exported["reports"]["bare"][name]
     assert report["error"] is None, report["error"]
     assert not report["tfxent_imported"]
+    assert not TF_XENT_OPS & set(report["op_types"])
     expected_loss, expected_gradients = model.tf_reference(*exported["inputs"])
     _assert_same(report, expected_loss, expected_gradients)
 

@@ -38,6 +38,13 @@ for export_dir in export_dirs:
         print(json.dumps(report))
         continue
     inside = loaded.loss_and_gradients(x, y)
+    # What this process runs: the op types of the restored functions and the ones they call.
+    op_types = set()
+    for function in (loaded.loss, loaded.loss_and_gradients):
+        for concrete in function._list_all_concrete_functions_for_serialization():  # noqa: SLF001
+            graph_def = concrete.graph.as_graph_def()
+            op_types |= {node.op for node in graph_def.node}
+            op_types |= {n.op for f in graph_def.library.function for n in f.node_def}
     variables = list(getattr(loaded, "gradient_variables", None) or loaded.trainable_variables)
     with tf.GradientTape() as tape:
         loss = loaded.loss(x, y)
@@ -50,5 +57,6 @@ for export_dir in export_dirs:
         gradients=[inside[f"gradient_{i}"].numpy().tolist() for i in range(len(variables))],
         outer_loss=float(loss),
         outer_gradients=[g.numpy().tolist() for g in outside],
+        op_types=sorted(op_types),
     )
     print(json.dumps(report))
