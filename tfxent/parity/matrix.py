@@ -348,9 +348,10 @@ INTENTIONAL = (
         "wrong-shaped loss",
         "Where TF's final Reshape of the kernel's rows fails (zero classes, e.g. logits [0, 0], "
         "where its kernel gives one row; labels that broadcast to more rows than the logits "
-        "have), it fails for float32, eagerly, and in a Session with the graph optimizer off. With half precision that Reshape is not the "
-        "fetched node, so Grappler removes it as redundant and TF returns a loss of the wrong "
-        "shape (e.g. [1] for a batch of 0). tfxent raises TF's InvalidArgumentError.",
+        "have), it fails for float32, eagerly, and in a Session with the graph optimizer off. "
+        "With half precision that Reshape is not the fetched node, so Grappler removes it as "
+        "redundant and TF returns a loss of the wrong shape (e.g. [1] for a batch of 0). "
+        "tfxent raises TF's InvalidArgumentError.",
         "tests/test_fuzz.py::test_known_issue[session-half-final-reshape]",
     ),
 )
