@@ -418,6 +418,17 @@ FIXED_ISSUES = (
         id="determinism-hvp-nan-row-at-infinite-labels (_ops.py: LogSoftmax gradient order)",
     ),
     pytest.param(
+        Case(
+            "empty_rank3",
+            "nn.dense",
+            np.zeros((0, 0, 0), np.float16),
+            np.zeros((0, 0, 0), np.float16),
+        ),
+        "function",
+        False,
+        id="graph-error-without-stack-traces (runner.py: message_fragment)",
+    ),
+    pytest.param(
         Case("rank1_bf16", "nn.dense", np.array([0.0, 1.0], BF16), np.array([1.0, 2.0], BF16)),
         "eager",
         False,

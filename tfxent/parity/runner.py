@@ -256,12 +256,19 @@ def message_fragment(error: BaseException) -> str:
     """The user-facing part of a TF error message, without op/node names and call sites.
 
     Graph-mode errors wrap the message in "Graph execution error:", a "Detected at node"
-    trace of indented `File` lines and a "Node:" line; the message is the first line that is
-    none of those.
+    trace of indented `File` lines (or "<stack traces unavailable>" for a node that Grappler
+    rewrote) and a "Node:" line; the message is the first line that is none of those.
     """
     text = str(error)
     if text.startswith("Graph execution error"):
-        skipped = ("Graph execution error", "Detected at node", "Node: ", " ", "\t")
+        skipped = (
+            "Graph execution error",
+            "Detected at node",
+            "<stack traces unavailable>",
+            "Node: ",
+            " ",
+            "\t",
+        )
         lines = text.splitlines()
         for i, line in enumerate(lines):
             if line.strip() and not line.startswith(skipped):
