@@ -334,6 +334,11 @@ def _run(args: argparse.Namespace, plan: dict) -> int:
     print()
     print("issue 3 targets (f32, largest thread count; worst case shown):")
     print(report.targets_table(checks))
+    print(
+        "best: the largest speed-up over tf.nn any implementation could reach here, tf.nn's "
+        "time over the call floor\n(the same call doing one elementwise pass, timed beside "
+        "it) plus one exp per element; 'beyond': every\nmissed case is above that bound."
+    )
     elapsed = time.monotonic() - started
     print(f"\n{len(rs)} rows, {len(memory)} memory cases in {elapsed:.0f} s")
     bad = [
