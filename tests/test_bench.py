@@ -16,6 +16,7 @@ import pytest
 from conftest_helpers import REPO, child_env
 
 from tfxent import _bench_cases as cases
+from tfxent import _bench_report as report
 
 IMPLS = ("tfxent_s", "tf_nn_s", "xla_s")
 
@@ -72,6 +73,29 @@ def test_roofline_is_the_larger_of_memory_and_exp_time():
 
 
 @pytest.mark.slow
+def _cache_row(exec_mode: str, speedup: float, best: float | None) -> dict:
+    return {
+        "group": "cache-resident", "shape": [128, 1000], "kind": "dense", "mode": "fwdbwd",
+        "exec": exec_mode, "dtype": "f32", "threads": 2, "speedup_vs_tf_nn": speedup,
+        "best_speedup_vs_tf_nn": best, "tfxent_s": 1.0, "tf_nn_s": speedup,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rows", "status"),
+    [
+        ([_cache_row("eager", 3.0, 9.0), _cache_row("function", 2.1, 2.5)], "met"),
+        ([_cache_row("eager", 3.0, 9.0), _cache_row("function", 1.7, 2.5)], "MISSED"),
+        ([_cache_row("eager", 3.0, 9.0), _cache_row("function", 1.7, 1.9)], "beyond"),
+        ([_cache_row("eager", 1.5, 2.5), _cache_row("function", 1.7, 1.9)], "MISSED"),
+        ([_cache_row("function", 1.7, None)], "MISSED"),
+    ],
+)
+def test_cache_resident_target_is_beyond_reach_only_if_every_miss_is(rows, status):
+    (cache,) = [t for t in report.targets(rows, []) if t[0].startswith("cache-resident")]
+    assert cache[2] == status, cache
+
+
 def test_tiny_run_writes_a_complete_json_report(tmp_path):
     out = tmp_path / "bench.json"
     options = {
@@ -113,6 +137,8 @@ def test_tiny_run_writes_a_complete_json_report(tmp_path):
         assert math.isfinite(r["speedup_vs_tf_nn"]) and math.isfinite(r["speedup_vs_xla"])
         assert r["roofline"]["t_roof_s"] > 0
         assert set(r["fraction_of_roofline"]) == {"tfxent", "tf.nn", "xla"}
+        # Shapes other than memory-bound ones time the call floor beside the three.
+        assert 0 < r["floor_s"] and math.isfinite(r["best_speedup_vs_tf_nn"]), r
 
     for g in report["groups"]:
         expected = "TfxentSoftmaxXent" if g["kind"] == "dense" else "TfxentSparseSoftmaxXent"

@@ -191,6 +191,28 @@ def test_positional_calls_are_keyworded_unless_they_look_like_tf0(args, expected
         assert finding.risk is (Risk.SAFE if expected == "safe" else Risk.RISK)
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ("z, y", "logits=z, labels=tf.stop_gradient(y)"),  # confirmed by nothing: assumed
+        ("logits, labels", "logits=logits, labels=tf.stop_gradient(labels)"),
+        ("tf.matmul(x, w), onehot", "logits=tf.matmul(x, w), labels=tf.stop_gradient(onehot)"),
+        ("z, labels=y", "logits=z, labels=tf.stop_gradient(y)"),
+        ("labels, logits", None),  # the names say (labels, logits): the statement is wrong
+    ],
+)
+def test_tf0_order_reads_positional_calls_as_logits_then_labels(args, expected):
+    source = f"import tensorflow as tf\nl = tf.nn.{SCE}({args})\n"
+    result = migrate_source(source, "t.py", tf0_order=True)
+    (finding,) = result.findings
+    if expected is None:
+        assert result.code == source
+        assert (finding.code, finding.rewritten) == ("positional-order-contradicted", False)
+        assert "--tf0-order states" in finding.message
+    else:
+        assert f"({expected})" in result.code and finding.rewritten
+
+
 # -- dim / axis / _sentinel / missing arguments --------------------------------------------------
 
 

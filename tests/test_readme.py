@@ -7,13 +7,12 @@ here instead of in a user's hands.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
-from conftest_helpers import REPO
+from conftest_helpers import REPO, child_env
 
 SECTION = "## Use it in existing code"
 
@@ -37,13 +36,10 @@ def test_the_section_has_the_four_uses():
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_readme_block_runs(block, tmp_path):
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFXENT_REQUIRE_OP="1", PYTHONPATH=path)
-    env.pop("TFXENT_FORCE_COMPOSITE", None)
     done = subprocess.run(
         [sys.executable, "-c", block],
         cwd=tmp_path,
-        env=env,
+        env=child_env(TFXENT_FORCE_COMPOSITE=None),
         capture_output=True,
         text=True,
         timeout=300,

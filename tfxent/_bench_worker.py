@@ -102,8 +102,9 @@ def _functions(tf, kind: str) -> dict:
 
 def _floor(tf, kind: str, mode: str) -> Callable:
     """The least a call with the same inputs and outputs can do: one elementwise pass over
-    the logits (and labels), no exp. Any implementation pays at least this in the same exec
-    mode; the report adds the exp cost to it for the best speed-up that is reachable."""
+    the logits (and, for forward+backward, the labels), no exp. Any implementation pays at
+    least this in the same exec mode; the report adds the exp cost to it for the best
+    speed-up that is reachable."""
 
     def floor(labels, logits):
         rows = tf.reduce_sum(logits, axis=-1)

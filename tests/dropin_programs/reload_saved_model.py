@@ -18,12 +18,12 @@ import tensorflow as tf
 mode, inputs, *export_dirs = sys.argv[1:]
 data = np.load(inputs)
 x, y = tf.constant(data["x"]), tf.constant(data["y"])
-registered_by_import = None
 if mode == "tfxent":
     import tfxent  # noqa: F401
 
 for export_dir in export_dirs:
     report = {"export_dir": export_dir}
+    registered_by_import = None
     try:
         loaded = tf.saved_model.load(export_dir)
         if mode == "tfxent":

@@ -88,11 +88,11 @@ def plan_args(
         if name not in params:
             return _stop("unknown-argument", f"{name}= is not an argument of this function")
         if name in by_name:
+            hint = "" if tf0_order else ", or use --tf0-order if the code was written for TF 0.x"
             return _stop(
                 "positional-legacy-order",
                 f"{name}= is also given positionally: a TF 0.x (logits, labels) call? "
-                "Not rewritten: pass labels= and logits= by keyword, or use --tf0-order if "
-                "the code was written for TF 0.x",
+                f"Not rewritten: pass labels= and logits= by keyword{hint}",
             )
         by_name[name] = i
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import io
 import os
 import tempfile
@@ -14,7 +13,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from tfxent.migrate._codemod import XentMigrationCommand
-from tfxent.migrate._options import DEFAULT_OPTIONS, Options
+from tfxent.migrate._options import Options
 from tfxent.migrate._report import Finding, MigrationResult, Risk, sort_findings
 
 
@@ -110,7 +109,9 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def migrate_file(path: Path, display: str, options: Options = DEFAULT_OPTIONS) -> MigrationResult:
+def migrate_file(
+    path: Path, display: str, *, pin_v1: bool = False, tf0_order: bool = False
+) -> MigrationResult:
     """Migrate one ``.py`` or ``.ipynb`` file in memory (nothing is written here)."""
     from tfxent.migrate._notebook import migrate_notebook  # notebooks only when needed
 
@@ -121,8 +122,8 @@ def migrate_file(path: Path, display: str, options: Options = DEFAULT_OPTIONS) -
         return MigrationResult(display, "", "", [finding], error=str(exc))
     try:
         if path.suffix == ".ipynb":
-            return migrate_notebook(text, display, options)
-        return migrate_source(text, display, **dataclasses.asdict(options))
+            return migrate_notebook(text, display, pin_v1=pin_v1, tf0_order=tf0_order)
+        return migrate_source(text, display, pin_v1=pin_v1, tf0_order=tf0_order)
     except Exception as exc:  # a codemod bug must not take the other files down with it
         message = f"internal error, file left untouched: {type(exc).__name__}: {exc}"
         finding = Finding(display, 1, 1, Risk.RISK, "internal-error", message)

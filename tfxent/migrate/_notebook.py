@@ -15,7 +15,7 @@ import re
 from json.decoder import scanstring
 
 from tfxent.migrate._engine import SourceError, parse, parse_error_result, transform_code
-from tfxent.migrate._options import DEFAULT_OPTIONS, Options
+from tfxent.migrate._options import Options
 from tfxent.migrate._report import Finding, MigrationResult, Risk, sort_findings
 
 _PY_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
@@ -103,8 +103,11 @@ def _cell_text(cell: dict) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
-def migrate_notebook(text: str, path: str, options: Options = DEFAULT_OPTIONS) -> MigrationResult:
-    """Migrate the code cells of a notebook's JSON text; everything else stays as it is."""
+def migrate_notebook(
+    text: str, path: str, *, pin_v1: bool = False, tf0_order: bool = False
+) -> MigrationResult:
+    """Migrate the code cells of a notebook's JSON text; everything else stays as it is
+    (`pin_v1`, `tf0_order`: see :class:`Options`)."""
     try:
         notebook = json.loads(text)
         cells = notebook["cells"]
@@ -144,7 +147,9 @@ def migrate_notebook(text: str, path: str, options: Options = DEFAULT_OPTIONS) -
         starts[index] = line + 1
         line += 1 + source.count("\n")
     try:
-        new_joined, cell_findings = transform_code(joined, path, options)
+        new_joined, cell_findings = transform_code(
+            joined, path, Options(pin_v1=pin_v1, tf0_order=tf0_order)
+        )
     except SourceError as exc:  # cells that parse alone but not together (rare)
         finding = parse_error_result(path, exc)
         return MigrationResult(path, text, text, [*findings, finding], error=str(exc))

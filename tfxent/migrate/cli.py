@@ -16,7 +16,6 @@ from typing import TextIO
 
 from tfxent.migrate._codemod import PRAGMA
 from tfxent.migrate._engine import migrate_file, write_result
-from tfxent.migrate._options import Options
 from tfxent.migrate._report import MigrationResult, summarize, summary_line, to_json, to_text
 
 DESCRIPTION = (
@@ -152,8 +151,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     results: list[MigrationResult] = []
     try:
         for path, display in files:
-            options = Options(pin_v1=args.pin_v1, tf0_order=args.tf0_order)
-            result = migrate_file(path, display, options)
+            result = migrate_file(path, display, pin_v1=args.pin_v1, tf0_order=args.tf0_order)
             results.append(result)
             if result.error is not None:
                 _log(f"tfxent migrate: {display}: left untouched: {result.error}")

@@ -283,10 +283,8 @@ KNOWN_DIFFERENCES = (
     ),
     KnownDifference(
         "xla-dense-empty-by-empty",
-        "Under XLA with determinism off, dense logits with zero classes and an empty batch "
-        "([0, 0], [0, 2, 0], …) fail in TF's reshape of its kernel's result (it counts the "
-        "non-zero dimensions as rows); tfxent's composite path returns an empty loss, or "
-        "fails with XLA's shape message.",
+        "Under XLA with determinism off, dense logits [0, 0] fail in TF's reshape of its "
+        "kernel's one-row result; tfxent's composite path returns an empty loss.",
         _DENSE_APIS,
         ("zero_by_zero",),
         ("xla",),
