@@ -349,6 +349,10 @@ class KnownIssue:
 
 
 F32 = np.float32
+_RNG = np.random.default_rng(1)
+F64_LABELS = _RNG.random(33)  # an f64 label row against f32 logits
+F64_LABELS /= F64_LABELS.sum()
+F32_SMALL_LOGITS = (_RNG.standard_normal(33) * 1e-3).astype(F32)
 
 # Differences the fuzz found in tfxent and that are fixed, each on its minimal example, with
 # where the fix lives: test_fixed_issue_stays_fixed keeps them at parity.
@@ -427,6 +431,12 @@ FIXED_ISSUES = (
         "function",
         False,
         id="graph-error-without-stack-traces (runner.py: message_fragment)",
+    ),
+    pytest.param(
+        Case("f64_labels_f32_logits", "nn.dense", F64_LABELS, F32_SMALL_LOGITS),
+        "eager",
+        True,
+        id="wider-labels-compared-at-the-logits-precision (tolerance.py: coarser)",
     ),
     pytest.param(
         Case("rank1_bf16", "nn.dense", np.array([0.0, 1.0], BF16), np.array([1.0, 2.0], BF16)),

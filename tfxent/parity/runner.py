@@ -20,7 +20,7 @@ from tensorflow.python.framework import config
 import tfxent
 from tfxent.parity import crashes
 from tfxent.parity.cases import APIS, Case, KnownDifference, _rng, known_difference
-from tfxent.parity.tolerance import tolerance
+from tfxent.parity.tolerance import coarser, tolerance
 
 
 def surfaces(api: str) -> tuple[object, object]:
@@ -439,7 +439,7 @@ def compare(case: Case, mode: str, deterministic: bool = False) -> Comparison:
                 key,
                 ours.values.get(key),
                 theirs.values.get(key),
-                theirs.dtypes.get(key),
+                coarser(theirs.dtypes.get(key), theirs.dtypes.get("loss")),
                 case.sparse,
             )
     known = known_difference(case, mode, deterministic)

@@ -14,6 +14,9 @@ round the same f32 result, so values agree to a few units in the last place, not
 * bfloat16 sparse: TF computes in bfloat16 arithmetic (spec §4) while tfxent computes in f32
   and rounds once; TF's accumulated rounding is up to ~log2(C) bf16 ulp: 8 eps.
 * second order goes through different primitive sequences (matmul vs reduce): ×4.
+* a result is only as precise as the arithmetic that made it: labels of a wider dtype than
+  the logits get gradients computed in the logits' dtype and cast back (spec §4), so they
+  are compared at the coarser of the two dtypes (`coarser`).
 * TF 2.16's kernels round differently from every other version (spec §7, §11.2): the factor
   comes from the version table (`tfxent._versions`, "kernel_rounding_2_16_2"), 1 elsewhere.
 """
@@ -35,6 +38,14 @@ _ULPS = {tf.float16: 2.0, tf.bfloat16: 2.0, tf.float32: 64.0, tf.float64: 64.0}
 _SPARSE_BF16_ULPS = 8.0
 _SECOND_ORDER_FACTOR = 4.0
 _INSTALLED_FACTOR = float(_versions.value("kernel_rounding_2_16_2"))
+
+
+def coarser(a: tf.DType | None, b: tf.DType | None) -> tf.DType | None:
+    """Of two float dtypes, the one with the larger epsilon (the other where one is not)."""
+    known = [tf.as_dtype(d) for d in (a, b) if d is not None and tf.as_dtype(d) in _EPS]
+    if not known:
+        return a
+    return max(known, key=lambda d: _EPS[d])
 
 
 def tolerance(
