@@ -194,6 +194,28 @@ ZERO_CLASS_CASES = [
     if not c.sparse
     and c.logits is not None
     and _versions.dense_zero_classes(np.shape(c.logits), crashes.class_axis(c))
+] + [  # shapes the fuzz draws: empty outer dimensions of higher rank, half precision
+    pytest.param(c, id=c.id)
+    for c in (
+        Case(
+            "empty_rank3",
+            "nn.dense",
+            np.zeros((0, 0, 0), np.float16),
+            np.zeros((0, 0, 0), np.float16),
+        ),
+        Case(
+            "empty_rows_rank3",
+            "nn.dense",
+            np.zeros((2, 0, 0), np.float32),
+            np.zeros((2, 0, 0), np.float32),
+        ),
+        Case(
+            "rows_rank3",
+            "nn.dense",
+            np.zeros((2, 3, 0), np.float32),
+            np.zeros((2, 3, 0), np.float32),
+        ),
+    )
 ]
 
 

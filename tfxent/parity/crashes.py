@@ -72,14 +72,15 @@ def expected_where_tf_crashes(case, mode: str) -> dict:
 
     `{"error": None, "shape": ...}`: a `+0.0` loss of the logits' shape without the class
     axis, in the logits' dtype, with zero (empty) gradients; or, when the other dimensions
-    are empty too (`[0,0]`) in eager and Session mode, `{"error": "InvalidArgumentError",
-    "fragment": ...}`: the Reshape of the kernel's one-row result fails. Under tf.function
-    the static shapes make that Reshape succeed and the loss is empty.
+    are empty too (`[0, 0]`, `[2, 0, 0]`), `{"error": "InvalidArgumentError", "fragment":
+    ...}`: the Reshape of the kernel's result fails. Under tf.function the static shapes
+    make that Reshape succeed for rank-2 logits, whose loss is then empty.
     """
     logits = np.asarray(case.logits)
     axis = class_axis(case) % logits.ndim
     shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
-    if int(np.prod(shape)) == 0 and len(shape) > 0 and mode in ("eager", "session"):
+    reshape_fails = mode in ("eager", "session") or len(shape) > 1
+    if int(np.prod(shape)) == 0 and len(shape) > 0 and reshape_fails:
         return {
             "error": "InvalidArgumentError",
             "fragment": re.compile(r"Input to reshape is a tensor with \d+ values, but the "
