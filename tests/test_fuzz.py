@@ -312,6 +312,19 @@ def _class_dims(case: Case) -> tuple[int | None, int | None]:
     return sizes[0], sizes[1]
 
 
+def _labels_near_overflow(case: Case) -> bool:
+    """Finite labels within a factor 64 of the largest value of the arithmetic's dtype, so
+    that y·(lse − x) can overflow: float64 logits compute in float64, the others in float32."""
+    if case.sparse or not (
+        _is_float_dtype(_dtype(case.labels)) and _is_float_dtype(_dtype(case.logits))
+    ):
+        return False
+    labels = np.asarray(case.labels, np.float64)
+    finite = np.abs(labels[np.isfinite(labels)])
+    compute = np.float64 if _dtype(case.logits) == np.float64 else np.float32
+    return finite.size > 0 and finite.max() >= np.finfo(compute).max / 64
+
+
 def _final_reshape_fails(case: Case) -> bool:
     """Whether TF's reshape of the kernel's [rows] result to the logits' outer shape fails:
     with zero classes its flattening counts rows differently, and labels that broadcast to
@@ -524,6 +537,22 @@ KNOWN_ISSUES = (
         ),
         Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
         mode="xla",
+    ),
+    KnownIssue(
+        "overflowing-label-terms",
+        "tfxent/cc/xent_rows.h (the fused row sum)",
+        "Labels near the dtype's largest value: TF sums y·(lse − x) term by term, so terms "
+        "overflow to ±inf and the loss is NaN or inf; tfxent's fused Σy·lse − Σy·x keeps a "
+        "finite sum when the huge labels cancel, and falls back to TF's terms only when that "
+        "sum is not finite.",
+        lambda case, mode, det: _labels_near_overflow(case),
+        ("loss: values differ",),
+        Case(
+            "max_labels",
+            "nn.dense",
+            np.array([[1.7e308, -1.7e308, -1e4]]),
+            np.array([[1e-4, -1e-4, 2e-4]]),
+        ),
     ),
     KnownIssue(
         "session-half-final-reshape",
