@@ -348,7 +348,8 @@ INTENTIONAL = (
         "TF sums y·(lse − x) term by term, so with labels near the dtype's maximum the terms "
         "overflow and its loss is NaN or inf; tfxent's fused Σy·lse − Σy·x stays finite when "
         "the huge labels cancel (it takes TF's term-by-term sum only when its own sum is not "
-        "finite). Such labels are not probabilities; the fuzz found them.",
+        "finite); likewise determinism mode's gradient, where TF scales −y by the upstream "
+        "gradient before it sums. Such labels are not probabilities; the fuzz found them.",
         "tests/test_fuzz.py::test_known_issue[overflowing-label-terms]",
     ),
     (
