@@ -192,7 +192,6 @@ def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
         precise_logits = math_ops.cast(logits, tf.float32) if upcast else logits
 
         labels_static_shape = labels.get_shape()
-        labels_shape = array_ops.shape(labels)
         logits_shape = logits.get_shape()
         static_shapes_fully_defined = (
             labels_static_shape.is_fully_defined() and logits_shape[:-1].is_fully_defined()
@@ -220,6 +219,9 @@ def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
             cost = _sparse_kernel(precise_logits, labels, choice, name, None)
             return math_ops.cast(cost, tf.float16) if is_half else cost
 
+        # TF takes the labels' shape before its checks; only this branch uses it, and eagerly
+        # the Shape op is a fifth of a small call's time.
+        labels_shape = array_ops.shape(labels)
         shape_checks = []
         if not static_shapes_fully_defined:
             shape_checks.append(
