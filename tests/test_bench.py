@@ -63,12 +63,12 @@ def test_min_bytes_follow_performance_md_and_scale_with_element_size():
 
 def test_roofline_is_the_larger_of_memory_and_exp_time():
     n, c, bw, c_exp = 8192, 32000, 40e9, 0.24
-    r = cases.roofline("dense", "fwdbwd", n, c, "f32", 2, bw, c_exp, llc_bytes=32 << 20)
+    r = cases.roofline("dense", "fwdbwd", n, c, "f32", 2, bw, c_exp, cache_bytes=32 << 20)
     assert r["t_mem_s"] == pytest.approx(20 * n * c / bw)
     assert r["t_cmp_s"] == pytest.approx(n * c * c_exp * 1e-9 / 2)
     assert r["t_roof_s"] == max(r["t_mem_s"], r["t_cmp_s"])
     assert r["bound"] == "mem"
-    small = cases.roofline("dense", "loss", 128, 1000, "f32", 2, bw, c_exp, llc_bytes=32 << 20)
+    small = cases.roofline("dense", "loss", 128, 1000, "f32", 2, bw, c_exp, cache_bytes=32 << 20)
     assert small["t_mem_s"] == 0.0 and small["bound"] == "cache"
 
 
@@ -124,6 +124,9 @@ def test_tiny_run_writes_a_complete_json_report(tmp_path):
     assert meta["intra_op_threads"] == 1
     for when in ("machine_start", "machine_end"):
         assert meta[when]["bw_bytes_per_s"] > 0 and meta[when]["c_exp_ns"] > 0
+        # Measured, a power of two from 1 MiB, or 0 when even 1 MiB streams from memory.
+        cache = meta[when]["cache_bytes"]
+        assert cache <= meta["llc_bytes"] and (cache == 0 or cache.bit_count() == 1), meta
 
     rows = results["rows"]
     seen = {(r["kind"], r["mode"], r["exec"]) for r in rows}

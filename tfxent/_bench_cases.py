@@ -238,12 +238,12 @@ def roofline(
     threads: int,
     bw_bytes_per_s: float,
     c_exp_ns: float,
-    llc_bytes: int,
+    cache_bytes: int,
 ) -> dict:
-    """performance.md: T_roof = max(T_mem, T_cmp), T_mem = Bytes_min / BW_P (arrays larger
-    than the last-level cache; 0 otherwise), T_cmp = N·C·c_exp / P."""
+    """performance.md: T_roof = max(T_mem, T_cmp), T_mem = Bytes_min / BW_P (logits larger
+    than the resident cache; 0 otherwise), T_cmp = N·C·c_exp / P."""
     nbytes = min_bytes(kind, mode, n, c, dtype)
-    in_cache = n * c * ITEMSIZE[dtype] <= llc_bytes
+    in_cache = n * c * ITEMSIZE[dtype] <= cache_bytes
     t_mem = 0.0 if in_cache else nbytes / bw_bytes_per_s
     t_cmp = n * c * c_exp_ns * 1e-9 / threads
     return {

@@ -285,14 +285,14 @@ def _library_info() -> dict:
     }
 
 
-def _machine(spec: dict, threads: int) -> dict:
+def _machine(spec: dict, threads: int, llc_bytes: int) -> dict:
     from tfxent import _bench_native
 
     try:
-        return _bench_native.machine_limits(spec.get("helper"), threads)
+        return _bench_native.machine_limits(spec.get("helper"), threads, llc_bytes)
     except Exception as err:  # noqa: BLE001
         _log(f"tfxent bench: measuring the machine failed ({_error(err)}); using TF ops")
-        return _bench_native.machine_limits(None, threads)
+        return _bench_native.machine_limits(None, threads, llc_bytes)
 
 
 def _describe(tf, p: int, g: cases.Group, res: dict, seconds: float) -> str:
@@ -324,7 +324,7 @@ def run_timing(spec: dict, out_path: str) -> None:
         **_library_info(),
     }
     _log(f"[{p} thr] measuring BW_{p} and c_exp...")
-    meta["machine_start"] = _machine(spec, p)
+    meta["machine_start"] = _machine(spec, p, meta["llc_bytes"])
     report = {"meta": meta, "groups": []}
     tensors: dict = {}
     key = None
@@ -345,7 +345,7 @@ def run_timing(spec: dict, out_path: str) -> None:
     tensors.clear()
     gc.collect()
     _log(f"[{p} thr] measuring BW_{p} and c_exp again...")
-    meta["machine_end"] = _machine(spec, p)
+    meta["machine_end"] = _machine(spec, p, meta["llc_bytes"])
     meta["loadavg_end"] = os.getloadavg()
     _write(out_path, report)
 

@@ -50,12 +50,12 @@ Columns:
              work. A call can come in under it where TF's ops hand small work to a
              second thread and tfxent's kernels, rightly sized, do not.
   roof       performance.md's roofline time T_roof = max(T_mem, T_cmp), with
-             T_mem = Bytes_min / BW_P (0 when the logits fit in the last-level cache),
+             T_mem = Bytes_min / BW_P (0 when the logits fit in the resident cache),
              T_cmp = N·C·c_exp / P (one exp per element), Bytes_min = 4·N·C (sparse
              loss), 8·N·C (dense loss), 12·N·C (sparse fwd+bwd), 20·N·C (dense
              fwd+bwd), halved for bf16/f16
   bound      which term sets T_roof: mem (bandwidth), exp (compute), cache (the array
-             fits in the last-level cache: compute only)
+             fits in the resident cache: compute only)
   frac       fraction_of_roofline = T_roof / tfxent time (1.0 = at the limit; a
              read-heavy kernel can pass 1 where reads stream faster than a copy, and
              fwd+bwd pays exp twice, forward and backward, against T_cmp's one)
@@ -66,10 +66,14 @@ BW_P: a copy with ordinary stores from one 1 GiB array to another on P threads (
 writes counted), the median of 5 passes: the access pattern of a kernel writing a fresh
 output, and the basis of performance.md's "streaming copy"; an in-place read+write and a
 read-only pass are shown beside it. c_exp: ns per element of a vectorised
-`s += exp(x - m)` loop over an L2-resident array on one thread. Both come from a small C++
+`s += exp(x - m)` loop over an L2-resident array on one thread. Resident cache: the largest
+array (1 MiB, 2 MiB, ... up to the last-level cache in sysfs) that one thread re-reads
+>= 1.25x faster than it streams 1 GiB; a virtual machine's sysfs shows the host's whole
+shared cache, which its calls cannot count on. All three come from a small C++
 helper compiled for this CPU (-O3 -march=native) at the start of the run, measured at the
-start and the end of each worker; the roofline uses the faster of the two (never the
-flattering one). Without a compiler they fall back to TF ops. The header shows them with
+start and the end of each worker; the roofline uses the faster of the two and the larger
+cache (never the flattering one). Without a compiler BW_P and c_exp fall back to TF ops and
+the resident cache to the size in sysfs. The header shows them with
 the TF version, the CPU, the load average, the op library and whether the custom op
 verifiably ran (op types in the traced graphs, tfxent's backend choice in eager calls).
 
@@ -238,7 +242,7 @@ def _header(metas: dict[int, dict], helper_note: str, verified: bool) -> str:
         f"tfxent bench: tfxent {any_meta['tfxent']}, TensorFlow {any_meta['tensorflow']}, "
         f"Python {any_meta['python']}",
         f"CPU: {any_meta['cpu']} ({cases.all_threads()} threads available, "
-        f"{any_meta['simd']}, last-level cache {report.fmt_bytes(any_meta['llc_bytes'])})",
+        f"{any_meta['simd']}, last-level cache {report.fmt_bytes(any_meta['llc_bytes'])} in sysfs)",
         f"custom op: {'verified' if verified else 'NOT VERIFIED'} (library "
         f"{any_meta.get('op_library')}; op types in traced tf.function graphs and tfxent's "
         "backend choice in eager calls)",
@@ -258,7 +262,8 @@ def _header(metas: dict[int, dict], helper_note: str, verified: bool) -> str:
             f"  P={p} (intra-op {meta['intra_op_threads']}, inter-op {meta['inter_op_threads']}):"
             f" BW_{p} = {lim['bw_bytes_per_s'] / 1e9:.1f} GB/s copy, reads+writes"
             + (f" ({', '.join(others)} GB/s)" if others else "")
-            + f"; c_exp = {lim['c_exp_ns']:.3f} ns/element; load average "
+            + f"; c_exp = {lim['c_exp_ns']:.3f} ns/element; resident cache "
+            f"{report.fmt_bytes(lim['cache_bytes'])}; load average "
             f"{meta['loadavg_start'][0]:.1f} -> {meta.get('loadavg_end', [float('nan')])[0]:.1f}"
         )
     libraries = {m.get("op_library") for m in metas.values()}
