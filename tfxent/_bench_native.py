@@ -261,7 +261,7 @@ def native_cache_bytes(helper: Helper, llc_bytes: int) -> dict:
     the last-level cache sysfs reports, that one thread re-reads at least
     CACHE_SPEED_UP times faster than it streams 1 GiB. A virtual machine's sysfs reports
     the host's whole last-level cache (480 MiB on a 2-vCPU development machine), shared
-    with every other tenant; measured there, about 32 MiB stays resident."""
+    with every other tenant; measured there, 32-64 MiB stays resident."""
     lib, out = helper.lib, ctypes.c_float()
 
     def read_bytes_per_s(n: int, passes: int) -> float:

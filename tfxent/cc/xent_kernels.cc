@@ -35,7 +35,7 @@ namespace errors = ::tensorflow::errors;
 // L1-sized blocks never leaves L2, and [8, 10^6] still yields 248 units for the pool.
 constexpr int64_t kClassChunk = 32768;
 // Cycles per element of a forward or backward sweep, for the pool's cost model: measured
-// 0.8-1.5 (f32, f16, bf16) and 2.4-3.2 (f64) on a 2.6 GHz Sapphire Rapids core, output
+// 0.8-1.5 (f32, f16, bf16) and 2.4-3.2 (f64) on one core of the 2.6 GHz AVX-512 dev VM, output
 // allocation included, and rounded up. The pool (Eigen's cost model) runs work of under
 // ~2e5 cycles inline, where waking a second thread costs more than it saves; an estimate
 // several times too high made it split [128, 1000] calls and run them slower than on one
