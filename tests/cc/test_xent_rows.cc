@@ -647,6 +647,66 @@ void TestWritesStayInRun() {
   }
 }
 
+// ---- Two runs interleaved (the *Pair functions) -----------------------------------------------
+
+template <typename A>
+bool SameStats(const RowAccumulator<A>& a, const RowAccumulator<A>& b) {
+  return SameBits(a.max, b.max) && SameBits(a.sum_exp, b.sum_exp) &&
+         SameBits(a.sum_y, b.sum_y) && SameBits(a.sum_y_z, b.sum_y_z);
+}
+
+// A row of n logits of one of four kinds: random; ascending (the running max grows in every
+// block); with a NaN; with a leading block of −inf (the running max starts at −inf).
+template <typename T>
+std::vector<T> PairRow(Rng& rng, int64_t n, int kind) {
+  std::vector<T> x = Logits<T>(rng, n, 8.0, 1.0 / 64, 0.0);
+  if (kind == 1) std::sort(x.begin(), x.end(), [](T a, T b) { return ToLD(a) < ToLD(b); });
+  if (kind == 2 && n > 0) x[rng.Below(n)] = NaNv<T>();
+  if (kind == 3) {
+    const int64_t lead = std::min(n, tfxent::internal::kBlock + 3);
+    const T ninf = static_cast<T>(-std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < lead; ++j) x[j] = ninf;
+  }
+  return x;
+}
+
+// The pair functions return, bit for bit, what one call per run returns, for runs of any two
+// lengths (one of them possibly empty, whose labels are then never read).
+template <typename T>
+void TestPairs() {
+  using A = typename Widen<T>::type;
+  Rng rng(0x5eed0009);
+  const int64_t w = tfxent::internal::kLanes<A>;
+  const int64_t b = tfxent::internal::kBlock;
+  const std::vector<int64_t> lengths = {0, 1, w + 1, b - 1, b, b + 1, 2 * b + 5, 1001, 32001};
+  int64_t mismatches = 0, pairs = 0;
+  for (int64_t n_a : lengths) {
+    for (int64_t n_b : lengths) {
+      const int kind = static_cast<int>(rng.Below(4));
+      const std::vector<T> x_a = PairRow<T>(rng, n_a, kind), x_b = PairRow<T>(rng, n_b, 3 - kind);
+      const std::vector<T> y_a = Labels<T>(rng, std::max<int64_t>(n_a, 1), LabelKind::kSoft);
+      const std::vector<T> y_b = Labels<T>(rng, std::max<int64_t>(n_b, 1), LabelKind::kSigned);
+      // An empty run's labels are passed as nullptr: reading them would crash.
+      const T* ya = n_a > 0 ? y_a.data() : nullptr;
+      const T* yb = n_b > 0 ? y_b.data() : nullptr;
+      for (int64_t y_stride : {int64_t{1}, int64_t{0}}) {
+        const auto pair =
+            tfxent::AccumulateDensePair(x_a.data(), ya, n_a, x_b.data(), yb, n_b, y_stride);
+        mismatches += !SameStats(pair[0], tfxent::AccumulateDense(x_a.data(), ya, y_stride, n_a));
+        mismatches += !SameStats(pair[1], tfxent::AccumulateDense(x_b.data(), yb, y_stride, n_b));
+        pairs += 2;
+      }
+      const auto pair = tfxent::AccumulateLogitsPair(x_a.data(), n_a, x_b.data(), n_b);
+      mismatches += !SameStats(pair[0], tfxent::AccumulateLogits(x_a.data(), n_a));
+      mismatches += !SameStats(pair[1], tfxent::AccumulateLogits(x_b.data(), n_b));
+      pairs += 2;
+    }
+  }
+  Check(mismatches == 0, Fmt("%s pair statistics bit-identical to single runs (%" PRId64
+                             " of %" PRId64 " differ)",
+                             Name<T>(), mismatches, pairs));
+}
+
 // ---- IEEE special values (spec §5, §7; the reference reproduces TF's formula) ----------------
 
 template <typename T>
@@ -867,6 +927,7 @@ void RunAll() {
   TestMergeIdentities<T>();
   TestLabelOutsideRun<T>();
   TestWritesStayInRun<T>();
+  TestPairs<T>();
   TestSpecialValues<T>();
   TestZeroLengthBackprop<T>();
   std::printf("%-9s %s\n", Name<T>(), g_failures == before ? "ok" : "FAILED");
@@ -981,6 +1042,31 @@ void BenchType(int64_t rows, int64_t cols, int threads) {
     Sink(s);
   });
   report("sparse forward (AccumulateLogits+Loss)", t, 1);
+
+  // The kernels' way: two rows at a time (an odd last row of a thread is left out).
+  t = BestOf(reps, rows, threads, [&](int64_t r0, int64_t r1) {
+    A s = 0;
+    for (int64_t i = r0; i + 1 < r1; i += 2) {
+      const auto a = tfxent::AccumulateLogitsPair(x.data() + i * cols, cols,
+                                                  x.data() + (i + 1) * cols, cols);
+      s += tfxent::SparseLoss(a[0], static_cast<A>(x[i * cols + labels[i]]));
+      s += tfxent::SparseLoss(a[1], static_cast<A>(x[(i + 1) * cols + labels[i + 1]]));
+    }
+    Sink(s);
+  });
+  report("sparse forward, row pairs", t, 1);
+
+  t = BestOf(reps, rows, threads, [&](int64_t r0, int64_t r1) {
+    A s = 0;
+    for (int64_t i = r0; i + 1 < r1; i += 2) {
+      const auto a = tfxent::AccumulateDensePair(x.data() + i * cols, y.data() + i * cols, cols,
+                                                 x.data() + (i + 1) * cols,
+                                                 y.data() + (i + 1) * cols, cols, 1);
+      s += tfxent::DenseLoss(a[0], false) + tfxent::DenseLoss(a[1], false);
+    }
+    Sink(s);
+  });
+  report("dense forward, row pairs", t, 2);
 
   t = BestOf(reps, rows, threads, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {

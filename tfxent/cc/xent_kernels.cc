@@ -48,23 +48,37 @@ int64_t ChunksPerRow(int64_t classes) {
   return std::max<int64_t>(1, (classes + kClassChunk - 1) / kClassChunk);
 }
 
-// Runs fn(row, chunk_begin, chunk_size) for every (row, chunk) unit on TF's intra-op pool;
-// A is the compute type, which sets the cost per element.
-template <typename A, typename Fn>
-void ForEachRowChunk(OpKernelContext* ctx, int64_t rows, int64_t classes, Fn fn) {
+// One work unit: classes [begin, begin + size) of row `row`.
+struct Unit {
+  int64_t row;
+  int64_t begin;
+  int64_t size;
+};
+
+// Unit u is chunk u mod chunks of row u / chunks.
+Unit UnitAt(int64_t u, int64_t classes) {
   const int64_t chunks = ChunksPerRow(classes);
-  const int64_t unit_size = std::min(classes, kClassChunk);
-  auto work = [&](int64_t begin_unit, int64_t end_unit) {
-    for (int64_t unit = begin_unit; unit < end_unit; ++unit) {
-      const int64_t row = unit / chunks;
-      const int64_t begin = (unit % chunks) * kClassChunk;
-      fn(row, begin, std::min(kClassChunk, classes - begin));
-    }
-  };
+  const int64_t begin = (u % chunks) * kClassChunk;
+  return {u / chunks, begin, std::min(kClassChunk, classes - begin)};
+}
+
+// Runs work(first_unit, end_unit) over ranges of the rows × chunks units on TF's intra-op
+// pool; A is the compute type, which sets the cost per element.
+template <typename A, typename Work>
+void ShardUnits(OpKernelContext* ctx, int64_t rows, int64_t classes, Work work) {
   const auto& threads = *ctx->device()->tensorflow_cpu_worker_threads();
-  const auto unit_cycles = static_cast<int64_t>(unit_size * kCyclesPerElement<A>);
-  ::tensorflow::Shard(threads.num_threads, threads.workers, rows * chunks,
+  const auto unit_cycles =
+      static_cast<int64_t>(std::min(classes, kClassChunk) * kCyclesPerElement<A>);
+  ::tensorflow::Shard(threads.num_threads, threads.workers, rows * ChunksPerRow(classes),
                       std::max<int64_t>(1, unit_cycles), work);
+}
+
+// Runs fn(unit) for every unit on TF's intra-op pool.
+template <typename A, typename Fn>
+void ForEachUnit(OpKernelContext* ctx, int64_t rows, int64_t classes, Fn fn) {
+  ShardUnits<A>(ctx, rows, classes, [&](int64_t first, int64_t end) {
+    for (int64_t u = first; u < end; ++u) fn(UnitAt(u, classes));
+  });
 }
 
 // The rows of a dense call after TF's BCast (xent_op.cc): x is [rows, classes] row-major;
@@ -81,6 +95,8 @@ struct DenseRows {
 
   const T* x_row(int64_t i) const { return x + i * classes; }
   const L* y_row(int64_t i) const { return y + i * y_row_stride; }
+  const T* x_at(const Unit& unit) const { return x_row(unit.row) + unit.begin; }
+  const L* y_at(const Unit& unit) const { return y_row(unit.row) + unit.begin * y_col_stride; }
 };
 
 // A rank <= 2 shape as [rows, cols], padding leading dimensions with 1 (BCast's rule).
@@ -148,23 +164,36 @@ void StoreRowStats(const RowAccumulator<A>& acc, double* stats) {
   stats[2] = static_cast<double>(acc.sum_y);
 }
 
-// Computes every row's merged accumulator with `accumulate(row, begin, size)` and hands it to
-// `finish(row, acc)`. Rows of a single chunk finish inside the unit; longer rows merge their
-// chunk statistics afterwards, in chunk order.
+// Computes every row's merged accumulator with `accumulate(unit_a, unit_b)`, which returns
+// the statistics of two units (the AccumulatePair functions; unit_b may be empty), and hands
+// it to `finish(row, acc)`. Rows of a single chunk finish inside their unit; longer rows
+// merge their chunk statistics afterwards, in chunk order. How units are paired follows the
+// pool's sharding, which cannot change a result: a pair's statistics are bit-identical to
+// its units' own.
 template <typename A, typename Accumulate, typename Finish>
 void ReduceRows(OpKernelContext* ctx, int64_t rows, int64_t classes, Accumulate accumulate,
                 Finish finish) {
   const int64_t chunks = ChunksPerRow(classes);
-  if (chunks == 1) {
-    ForEachRowChunk<A>(ctx, rows, classes, [&](int64_t row, int64_t begin, int64_t size) {
-      finish(row, accumulate(row, begin, size));
-    });
-    return;
-  }
-  std::vector<RowAccumulator<A>> partial(rows * chunks);
-  ForEachRowChunk<A>(ctx, rows, classes, [&](int64_t row, int64_t begin, int64_t size) {
-    partial[row * chunks + begin / kClassChunk] = accumulate(row, begin, size);
+  std::vector<RowAccumulator<A>> partial(chunks == 1 ? 0 : rows * chunks);
+  auto store = [&](const Unit& unit, const RowAccumulator<A>& acc) {
+    if (chunks == 1) {
+      finish(unit.row, acc);
+    } else {
+      partial[unit.row * chunks + unit.begin / kClassChunk] = acc;
+    }
+  };
+  ShardUnits<A>(ctx, rows, classes, [&](int64_t first, int64_t end) {
+    // Why two at a time: see AccumulatePair (xent_rows.h). An odd last unit goes with an
+    // empty one.
+    for (int64_t u = first; u < end; u += 2) {
+      const Unit a = UnitAt(u, classes);
+      const Unit b = u + 1 < end ? UnitAt(u + 1, classes) : Unit{a.row, a.begin, 0};
+      const auto acc = accumulate(a, b);
+      store(a, acc[0]);
+      if (b.size > 0) store(b, acc[1]);
+    }
   });
+  if (chunks == 1) return;
   for (int64_t row = 0; row < rows; ++row) {
     RowAccumulator<A> acc = partial[row * chunks];
     for (int64_t k = 1; k < chunks; ++k) acc = Merge(acc, partial[row * chunks + k]);
@@ -231,9 +260,9 @@ class DenseXentOp : public OpKernel {
     }
     ReduceRows<A>(
         ctx, in.rows, in.classes,
-        [&](int64_t i, int64_t begin, int64_t size) {
-          return AccumulateDense(in.x_row(i) + begin, in.y_row(i) + begin * in.y_col_stride,
-                                 in.y_col_stride, size);
+        [&](const Unit& a, const Unit& b) {
+          return AccumulateDensePair(in.x_at(a), in.y_at(a), a.size, in.x_at(b), in.y_at(b),
+                                     b.size, in.y_col_stride);
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
           loss_out[i] = static_cast<T>(DenseRowLoss(in, i, acc, deterministic_));
@@ -284,12 +313,14 @@ class DenseXentGradOp : public OpKernel {
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
-    ForEachRowChunk<A>(ctx, in.rows, in.classes, [&](int64_t i, int64_t begin, int64_t size) {
+    ForEachUnit<A>(ctx, in.rows, in.classes, [&](const Unit& unit) {
+      const int64_t i = unit.row;
       const double* s = row_stats + i * kRowStats;
       const A scale = deterministic_ ? static_cast<A>(s[2]) : A(1);
-      WriteDenseBackprop(in.x_row(i) + begin, in.y_row(i) + begin * in.y_col_stride,
-                         in.y_col_stride, size, static_cast<A>(s[0]), static_cast<A>(s[1]),
-                         static_cast<A>(g[i * g_stride]), scale, out + i * in.classes + begin);
+      WriteDenseBackprop(in.x_at(unit), in.y_at(unit), in.y_col_stride, unit.size,
+                         static_cast<A>(s[0]), static_cast<A>(s[1]),
+                         static_cast<A>(g[i * g_stride]), scale,
+                         out + i * in.classes + unit.begin);
     });
   }
 
@@ -381,8 +412,9 @@ class SparseXentOp : public OpKernel {
     double* stats_out = stats->flat<double>().data();
     ReduceRows<A>(
         ctx, rows, classes,
-        [&](int64_t i, int64_t begin, int64_t size) {
-          return AccumulateLogits(x + i * classes + begin, size);
+        [&](const Unit& a, const Unit& b) {
+          return AccumulateLogitsPair(x + a.row * classes + a.begin, a.size,
+                                      x + b.row * classes + b.begin, b.size);
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
           const A x_label = static_cast<A>(x[i * classes + label[i]]);
@@ -423,12 +455,13 @@ class SparseXentGradOp : public OpKernel {
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
-    ForEachRowChunk<A>(ctx, rows, classes, [&](int64_t i, int64_t begin, int64_t size) {
+    ForEachUnit<A>(ctx, rows, classes, [&](const Unit& unit) {
+      const int64_t i = unit.row;
       const double* s = row_stats + i * kRowStats;
-      WriteSparseBackprop(x + i * classes + begin, size,
-                          static_cast<int64_t>(label[i]) - begin, static_cast<A>(s[0]),
+      WriteSparseBackprop(x + i * classes + unit.begin, unit.size,
+                          static_cast<int64_t>(label[i]) - unit.begin, static_cast<A>(s[0]),
                           static_cast<A>(s[1]), static_cast<A>(g[i * g_stride]),
-                          out + i * classes + begin);
+                          out + i * classes + unit.begin);
     });
   }
 };

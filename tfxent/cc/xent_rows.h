@@ -60,6 +60,7 @@
 #define TFXENT_CC_XENT_ROWS_H_
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -441,22 +442,25 @@ inline A BlockMax(const A* xb, int64_t len) {
   return ei::predux_max(mx[0]);
 }
 
+// The online statistics of one run, fed one block at a time (AddBlock for b = 0, kBlock,
+// 2·kBlock, ... < n), so that the blocks of two runs can be interleaved (AccumulatePair).
 template <typename T, typename Labels>
-RowAccumulator<typename Widen<T>::type> Accumulate(const T* x, Labels& labels, int64_t n) {
+class OnlineRun {
+ public:
   using A = typename Widen<T>::type;
-  using P = Packet<A>;
-  constexpr int64_t W = kLanes<A>;
-  constexpr bool kLabels = Labels::kPresent;
 
-  WidenOnLoad<T, A> widen_x;
-  A m = kNegInf<A>;  // running max over the blocks seen so far
-  LaneSums<A> run[kUnroll];
-  for (int u = 0; u < kUnroll; ++u) run[u] = LaneSums<A>::Zero();
+  OnlineRun(const T* x, Labels& labels, int64_t n) : x_(x), labels_(labels), n_(n) {
+    for (int u = 0; u < kUnroll; ++u) run_[u] = LaneSums<A>::Zero();
+  }
 
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const int64_t len = std::min(kBlock, n - b);
-    const A* xb = widen_x(x + b, len);
-    labels.StartBlock(b, len);
+  // Adds the terms of classes [b, b + kBlock) ∩ [b, n).
+  void AddBlock(int64_t b) {
+    using P = Packet<A>;
+    constexpr int64_t W = kLanes<A>;
+    constexpr bool kLabels = Labels::kPresent;
+    const int64_t len = std::min(kBlock, n_ - b);
+    const A* xb = widen_x_(x_ + b, len);
+    labels_.StartBlock(b, len);
 
     // Pass 1, from memory:  m_B = max_{j ∈ block} x_j
     const A block_max = BlockMax(xb, len);
@@ -465,62 +469,103 @@ RowAccumulator<typename Widen<T>::type> Accumulate(const T* x, Labels& labels, i
     //   s ← s · exp(m − m_B),   Σyz ← Σyz + Σy · (m − m_B),   m ← m_B
     // A −inf m means the sums so far are relative to 0 and reference-free (see
     // RowAccumulator): they are kept as they are.
-    if (block_max > m) {
-      if (m != kNegInf<A>) {
+    if (block_max > m_) {
+      if (m_ != kNegInf<A>) {
         // Why: d = m − m_B first (exact when m and m_B are close, Sterbenz), so the shift
         // is the same one an offset-free row would see.
-        const A d = m - block_max;
+        const A d = m_ - block_max;
         const P pd = ei::pset1<P>(d);
         const P scale = ei::pset1<P>(std::exp(d));
         for (int u = 0; u < kUnroll; ++u) {
-          run[u].s = ei::pmul(run[u].s, scale);
-          if (kLabels) run[u].syz = ei::pmadd(run[u].sy, pd, run[u].syz);
+          run_[u].s = ei::pmul(run_[u].s, scale);
+          if (kLabels) run_[u].syz = ei::pmadd(run_[u].sy, pd, run_[u].syz);
         }
       }
-      m = block_max;
+      m_ = block_max;
     }
     // The reference of this block's terms: m, or 0 while every logit so far is −inf.
-    const P r = ei::pset1<P>(m == kNegInf<A> ? A(0) : m);
+    const P r = ei::pset1<P>(m_ == kNegInf<A> ? A(0) : m_);
 
     // Pass 2, from L1: for j in block
     //   s += exp(x_j − m),   Σy += y_j,   Σyz += y_j · (x_j − m)
     LaneSums<A> blk[kUnroll];
     for (int u = 0; u < kUnroll; ++u) blk[u] = LaneSums<A>::Zero();
     const P no_mask = r;  // unused by the unmasked AddTerms
-    const int64_t next_len = n - b - kBlock;  // classes of the run after this block
+    const int64_t next_len = n_ - b - kBlock;  // classes of the run after this block
     int64_t i = 0;
     for (; i + kUnroll * W <= len; i += kUnroll * W) {
       // Why: while this block computes, memory streams in the next one (see Prefetch).
       if (i + kUnroll * W <= next_len) {
-        Prefetch(x + b + kBlock + i, kUnroll * W);
-        labels.Prefetch(b + kBlock + i, kUnroll * W);
+        Prefetch(x_ + b + kBlock + i, kUnroll * W);
+        labels_.Prefetch(b + kBlock + i, kUnroll * W);
       }
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t k = i + u * W;
-        AddTerms<kLabels, false, A>(ei::ploadu<P>(xb + k), labels.Load(k), r, no_mask, blk[u]);
+        AddTerms<kLabels, false, A>(ei::ploadu<P>(xb + k), labels_.Load(k), r, no_mask, blk[u]);
       }
     }
     for (; i + W <= len; i += W) {
-      AddTerms<kLabels, false, A>(ei::ploadu<P>(xb + i), labels.Load(i), r, no_mask, blk[0]);
+      AddTerms<kLabels, false, A>(ei::ploadu<P>(xb + i), labels_.Load(i), r, no_mask, blk[0]);
     }
     if (i < len) {
       const int64_t rem = len - i;
-      AddTerms<kLabels, true, A>(LoadPadded(xb + i, rem, A(0)), labels.LoadTail(i, rem), r,
+      AddTerms<kLabels, true, A>(LoadPadded(xb + i, rem, A(0)), labels_.LoadTail(i, rem), r,
                                  FirstLanesMask<A>(rem), blk[0]);
     }
-    for (int u = 0; u < kUnroll; ++u) run[u].Add(blk[u], kLabels);
+    for (int u = 0; u < kUnroll; ++u) run_[u].Add(blk[u], kLabels);
   }
 
-  // Horizontal sums, in a fixed order: ((lanes0 + lanes1) + (lanes2 + lanes3)), then predux.
-  static_assert(kUnroll == 4, "the reduction below is written for 4 accumulators");
-  for (int u = 0; u < 2; ++u) run[u].Add(run[u + 2], kLabels);
-  run[0].Add(run[1], kLabels);
-  RowAccumulator<A> acc;
-  acc.max = m;
-  acc.sum_exp = ei::predux(run[0].s);
-  acc.sum_y = kLabels ? ei::predux(run[0].sy) : A(0);
-  acc.sum_y_z = kLabels ? ei::predux(run[0].syz) : A(0);
-  return acc;
+  // The run's statistics. Horizontal sums in a fixed order: ((lanes0 + lanes1) +
+  // (lanes2 + lanes3)), then predux.
+  RowAccumulator<A> Result() {
+    constexpr bool kLabels = Labels::kPresent;
+    static_assert(kUnroll == 4, "the reduction below is written for 4 accumulators");
+    for (int u = 0; u < 2; ++u) run_[u].Add(run_[u + 2], kLabels);
+    run_[0].Add(run_[1], kLabels);
+    RowAccumulator<A> acc;
+    acc.max = m_;
+    acc.sum_exp = ei::predux(run_[0].s);
+    acc.sum_y = kLabels ? ei::predux(run_[0].sy) : A(0);
+    acc.sum_y_z = kLabels ? ei::predux(run_[0].syz) : A(0);
+    return acc;
+  }
+
+ private:
+  const T* x_;
+  Labels& labels_;
+  int64_t n_;
+  WidenOnLoad<T, A> widen_x_;
+  A m_ = kNegInf<A>;  // running max over the blocks seen so far
+  LaneSums<A> run_[kUnroll];
+};
+
+template <typename T, typename Labels>
+RowAccumulator<typename Widen<T>::type> Accumulate(const T* x, Labels& labels, int64_t n) {
+  OnlineRun<T, Labels> run(x, labels, n);
+  for (int64_t b = 0; b < n; b += kBlock) run.AddBlock(b);
+  return run.Result();
+}
+
+// Two runs with their blocks interleaved: a's block k, then b's block k. Each run's
+// statistics are bit-identical to Accumulate's, since each run's own blocks are added in
+// the same order; only the instruction stream is shared.
+// Why: one run's loop waits on memory in pass 1 and on exp in pass 2, and a core overlaps
+// the two poorly within one stream. With a second, independent stream the core computes
+// one block's exps while the other block's loads are in flight (measured on the AVX-512
+// development VM, sparse forward [2048, 30522] f32: 0.45 -> 0.34 ns/element on one thread,
+// where a plain streaming read takes 0.34).
+template <typename T, typename Labels>
+std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulatePair(const T* x_a,
+                                                                       Labels& labels_a,
+                                                                       int64_t n_a, const T* x_b,
+                                                                       Labels& labels_b,
+                                                                       int64_t n_b) {
+  OnlineRun<T, Labels> a(x_a, labels_a, n_a), b(x_b, labels_b, n_b);
+  for (int64_t k = 0; k < std::max(n_a, n_b); k += kBlock) {
+    if (k < n_a) a.AddBlock(k);
+    if (k < n_b) b.AddBlock(k);
+  }
+  return {a.Result(), b.Result()};
 }
 
 // ---- Backward: one pass over a run ------------------------------------------------------
@@ -612,11 +657,40 @@ RowAccumulator<typename Widen<T>::type> AccumulateDense(const T* x, const L* y, 
   return internal::Accumulate(x, labels, n);
 }
 
+// Dense statistics of two runs (either may be empty) with the same y_stride, bit-identical
+// to two AccumulateDense calls and faster on long runs (see internal::AccumulatePair).
+template <typename T, typename L>
+std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateDensePair(
+    const T* x_a, const L* y_a, int64_t n_a, const T* x_b, const L* y_b, int64_t n_b,
+    int64_t y_stride) {
+  using A = typename Widen<T>::type;
+  eigen_assert(y_stride == 0 || y_stride == 1);
+  if (y_stride == 0) {
+    // y is not read for an empty run, as in AccumulateDense.
+    internal::BroadcastLabel<A> labels_a(n_a > 0 ? static_cast<A>(y_a[0]) : A(0));
+    internal::BroadcastLabel<A> labels_b(n_b > 0 ? static_cast<A>(y_b[0]) : A(0));
+    return internal::AccumulatePair(x_a, labels_a, n_a, x_b, labels_b, n_b);
+  }
+  internal::PerClassLabels<L, A> labels_a(y_a), labels_b(y_b);
+  return internal::AccumulatePair(x_a, labels_a, n_a, x_b, labels_b, n_b);
+}
+
 // Sparse statistics of one run: max and sum_exp only.
 template <typename T>
 RowAccumulator<typename Widen<T>::type> AccumulateLogits(const T* x, int64_t n) {
   internal::NoLabels<typename Widen<T>::type> labels;
   return internal::Accumulate(x, labels, n);
+}
+
+// Sparse statistics of two runs (either may be empty), bit-identical to two
+// AccumulateLogits calls and faster on long runs (see internal::AccumulatePair).
+template <typename T>
+std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateLogitsPair(const T* x_a,
+                                                                             int64_t n_a,
+                                                                             const T* x_b,
+                                                                             int64_t n_b) {
+  internal::NoLabels<typename Widen<T>::type> labels_a, labels_b;
+  return internal::AccumulatePair(x_a, labels_a, n_a, x_b, labels_b, n_b);
 }
 
 // Loss of a whole row (n ≥ 1) from its merged statistics:
