@@ -456,7 +456,7 @@ class OnlineRun {
     for (int u = 0; u < kUnroll; ++u) run_[u] = LaneSums<A>::Zero();
   }
 
-  // Adds the terms of classes [b, b + kBlock) ∩ [b, n).
+  // Adds the terms of classes [b, min(b + kBlock, n)).
   void AddBlock(int64_t b) {
     using P = Packet<A>;
     constexpr int64_t W = kLanes<A>;
@@ -518,7 +518,8 @@ class OnlineRun {
     for (int u = 0; u < kUnroll; ++u) run_[u].Add(blk[u], kLabels);
   }
 
-  // The run's statistics. Horizontal sums in a fixed order: ((lanes0 + lanes1) +
+  // The run's statistics, once all its blocks are added; call it once (it folds the lane
+  // sums in place). Horizontal sums in a fixed order: ((lanes0 + lanes1) +
   // (lanes2 + lanes3)), then predux.
   RowAccumulator<A> Result() {
     constexpr bool kLabels = Labels::kPresent;
