@@ -543,16 +543,9 @@ class OnlineRun {
   LaneSums<A> run_[kUnroll];
 };
 
-template <typename T, typename Labels>
-RowAccumulator<typename Widen<T>::type> Accumulate(const T* x, Labels& labels, int64_t n) {
-  OnlineRun<T, Labels> run(x, labels, n);
-  for (int64_t b = 0; b < n; b += kBlock) run.AddBlock(b);
-  return run.Result();
-}
-
 // Two runs with their blocks interleaved: a's block k, then b's block k. Each run's
-// statistics are bit-identical to Accumulate's, since each run's own blocks are added in
-// the same order; only the instruction stream is shared.
+// statistics are bit-identical to those of the run alone (b empty), since each run's own
+// blocks are added in the same order; only the instruction stream is shared.
 // Why: one run's loop waits on memory in pass 1 and on exp in pass 2, and a core overlaps
 // the two poorly within one stream. With a second, independent stream the core computes
 // one block's exps while the other block's loads are in flight (measured on the AVX-512
@@ -608,7 +601,7 @@ void WriteBackprop(const T* x, Labels& labels, int64_t n, typename Widen<T>::typ
     const int64_t next_len = n - b - kBlock;  // classes of the run after this block
     int64_t i = 0;
     for (; i + W <= len; i += W) {
-      if (i + W <= next_len) {  // Why: as in Accumulate, keep the next block streaming in.
+      if (i + W <= next_len) {  // Why: as in OnlineRun, keep the next block streaming in.
         Prefetch(x + b + kBlock + i, W);
         labels.Prefetch(b + kBlock + i, W);
       }
@@ -647,23 +640,10 @@ RowAccumulator<A> Merge(const RowAccumulator<A>& a, const RowAccumulator<A>& b) 
   return {m, ra.sum_exp + rb.sum_exp, ra.sum_y + rb.sum_y, ra.sum_y_z + rb.sum_y_z};
 }
 
-// Dense statistics of one run: labels element j at y[j * y_stride], y_stride ∈ {0, 1}
-// (0: the single value y[0] for every class). y is not read when n == 0.
-template <typename T, typename L>
-RowAccumulator<typename Widen<T>::type> AccumulateDense(const T* x, const L* y, int64_t y_stride,
-                                                        int64_t n) {
-  using A = typename Widen<T>::type;
-  eigen_assert(y_stride == 0 || y_stride == 1);
-  if (n > 0 && y_stride == 0) {
-    internal::BroadcastLabel<A> labels(static_cast<A>(y[0]));
-    return internal::Accumulate(x, labels, n);
-  }
-  internal::PerClassLabels<L, A> labels(y);
-  return internal::Accumulate(x, labels, n);
-}
-
 // Dense statistics of two runs (either may be empty) with the same y_stride, bit-identical
 // to two AccumulateDense calls and faster on long runs (see internal::AccumulatePair).
+// Labels element j of a run at y[j * y_stride], y_stride ∈ {0, 1} (0: the single value y[0]
+// for every class); an empty run's y is not read.
 template <typename T, typename L>
 std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateDensePair(
     const T* x_a, const L* y_a, int64_t n_a, const T* x_b, const L* y_b, int64_t n_b,
@@ -671,7 +651,6 @@ std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateDensePair(
   using A = typename Widen<T>::type;
   eigen_assert(y_stride == 0 || y_stride == 1);
   if (y_stride == 0) {
-    // y is not read for an empty run, as in AccumulateDense.
     internal::BroadcastLabel<A> labels_a(n_a > 0 ? static_cast<A>(y_a[0]) : A(0));
     internal::BroadcastLabel<A> labels_b(n_b > 0 ? static_cast<A>(y_b[0]) : A(0));
     return internal::AccumulatePair(x_a, labels_a, n_a, x_b, labels_b, n_b);
@@ -680,15 +659,8 @@ std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateDensePair(
   return internal::AccumulatePair(x_a, labels_a, n_a, x_b, labels_b, n_b);
 }
 
-// Sparse statistics of one run: max and sum_exp only.
-template <typename T>
-RowAccumulator<typename Widen<T>::type> AccumulateLogits(const T* x, int64_t n) {
-  internal::NoLabels<typename Widen<T>::type> labels;
-  return internal::Accumulate(x, labels, n);
-}
-
-// Sparse statistics of two runs (either may be empty), bit-identical to two
-// AccumulateLogits calls and faster on long runs (see internal::AccumulatePair).
+// Sparse statistics of two runs (either may be empty): max and sum_exp only; bit-identical
+// to two AccumulateLogits calls and faster on long runs (see internal::AccumulatePair).
 template <typename T>
 std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateLogitsPair(const T* x_a,
                                                                              int64_t n_a,
@@ -696,6 +668,18 @@ std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateLogitsPair(cons
                                                                              int64_t n_b) {
   internal::NoLabels<typename Widen<T>::type> labels_a, labels_b;
   return internal::AccumulatePair(x_a, labels_a, n_a, x_b, labels_b, n_b);
+}
+
+// The statistics of one run: the pair functions with an empty second run, which is what the
+// kernels compute for a shard's odd last unit (so every test of these runs the kernels' code).
+template <typename T, typename L>
+RowAccumulator<typename Widen<T>::type> AccumulateDense(const T* x, const L* y, int64_t y_stride,
+                                                        int64_t n) {
+  return AccumulateDensePair(x, y, n, x, y, 0, y_stride)[0];
+}
+template <typename T>
+RowAccumulator<typename Widen<T>::type> AccumulateLogits(const T* x, int64_t n) {
+  return AccumulateLogitsPair(x, n, x, 0)[0];
 }
 
 // Loss of a whole row (n ≥ 1) from its merged statistics:
