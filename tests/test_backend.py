@@ -1,4 +1,4 @@
-"""Which backend computes a call, and that each one is right (DESIGN.md "The core").
+"""Which backend computes a call, and that each one is right (docs/design.md "The core").
 
 The custom op must run on every CPU call (proved from TF's own placement log in eager mode,
 and from traced graphs elsewhere); the composite path must match TF where it is used; the

@@ -63,7 +63,8 @@ CASES = [
 
 def step(labels, logits, sparse, axis):
     weights = tf.cast(tf.range(1, 1 + tf.reduce_prod(tf.shape(logits)[:-1])), logits.dtype)
-    # Broadcast labels have no gradient in TF (spec §0.9): only full-shape labels are watched.
+    # Broadcast labels have no gradient in TF (docs/tf_behaviour.md#summary): only full-shape
+    # labels are watched.
     watch_labels = not sparse and labels.shape == logits.shape
     with tf.GradientTape() as tape:
         tape.watch(logits)

@@ -306,7 +306,7 @@ def test_v1_labels_get_no_gradient_and_v2_labels_do():
 
 
 def test_tf_upgrade_v2_outputs_recorded(upgraded):
-    # The rows of migration.md, as observed in tf_upgrade_v2's output text.
+    # The rows of docs/migration.md, as observed in tf_upgrade_v2's output text.
     assert "_sentinel=None" in upgraded["dense_sentinel"]
     assert (
         upgraded["from_tf_import_nn_alias"] == (CORPUS / "from_tf_import_nn_alias.py").read_text()

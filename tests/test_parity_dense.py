@@ -1,4 +1,6 @@
-"""tfxent.nn / compat.v1 `_v2` dense functions against the installed tf.nn (spec §3, §4, §6–§10)."""
+"""tfxent.nn / compat.v1 `_v2` dense functions against the installed tf.nn
+(docs/tf_behaviour.md#dense-forward, docs/tf_behaviour.md#dtypes,
+docs/tf_behaviour.md#gradients–docs/tf_behaviour.md#xla)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""tfxent's sparse functions against the installed tf.nn (spec §4, §5, §6, §8–§10)."""
+"""tfxent's sparse functions against the installed tf.nn (docs/tf_behaviour.md#dtypes,
+docs/tf_behaviour.md#sparse-forward, docs/tf_behaviour.md#gradients,
+docs/tf_behaviour.md#errors–docs/tf_behaviour.md#xla)."""
 
 from __future__ import annotations
 

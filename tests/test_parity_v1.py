@@ -1,5 +1,6 @@
 """tfxent.compat.v1.nn.softmax_cross_entropy_with_logits (labels' gradient stopped) and the
-argument handling of every surface against the installed TF (spec §1, §6)."""
+argument handling of every surface against the installed TF (docs/tf_behaviour.md#signatures,
+docs/tf_behaviour.md#gradients)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def test_dense_values_and_gradients_match_tf(inputs):
 def test_sparse_matches_tf_and_dense_one_hot(inputs, data):
     dtype, _, logits = inputs
     if dtype == "bfloat16":
-        dtype = "float32"  # TF's sparse bf16 computes in bf16 (spec §4): compared in parity tests
+        # TF's sparse bf16 computes in bf16 (docs/tf_behaviour.md#dtypes): compared in parity tests
+        dtype = "float32"
         logits = logits.astype(np.float32)
     classes = logits.shape[-1]
     labels = np.asarray(

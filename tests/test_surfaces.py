@@ -1,5 +1,7 @@
 """The three API surfaces: signatures, the TF 1.15 contract, keyword errors, log lines,
-graph naming and exports (spec §1, §2, §3.4; DESIGN.md "Three API surfaces")."""
+graph naming and exports (docs/tf_behaviour.md#signatures,
+docs/tf_behaviour.md#deprecation-log-lines, docs/tf_behaviour.md#op-names; docs/design.md "Three
+API surfaces")."""
 
 from __future__ import annotations
 
@@ -54,7 +56,8 @@ def test_top_level_has_tf_1_15_signature(name):
 
 
 def test_v2_name_absent_from_tf_nn_mirror():
-    # spec §1: hasattr(tf.nn, "softmax_cross_entropy_with_logits_v2") is False.
+    # docs/tf_behaviour.md#signatures: hasattr(tf.nn, "softmax_cross_entropy_with_logits_v2") is
+    # False.
     assert hasattr(tfxent.nn, "softmax_cross_entropy_with_logits_v2") == hasattr(
         tf.nn, "softmax_cross_entropy_with_logits_v2"
     )
@@ -249,7 +252,7 @@ def test_deprecation_log_lines_match_tf_once_per_process_and_graph_only_for_dim(
         "v2_dim_eager": 1,
         "v2_dim_traced_twice": 2,
         "v2_and_sparse": 2,
-    }, "TF's own behaviour changed: update spec §2 and this test"
+    }, "TF's own behaviour changed: update docs/tf_behaviour.md#deprecation-log-lines and this test"
     assert [_normalised(m) for m in ours["records"]] == [_normalised(m) for m in theirs["records"]]
     assert "(from tfxent.compat.v1.nn)" in ours["records"][0]
 

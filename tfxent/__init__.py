@@ -1,6 +1,6 @@
 """tfxent: TensorFlow-exact softmax cross-entropy on tfxent's own compiled custom ops.
 
-Three surfaces, one core (DESIGN.md):
+Three surfaces, one core (docs/design.md):
 
 * this module: the TF 1.15 `tf.nn` contract that legacy code was written against, with its
   `_sentinel` guard against positional calls;

@@ -1,9 +1,12 @@
 """Argument handling shared by the three API surfaces, exactly as TF's Python layer does it.
 
 TF's own helpers are reused where they are the behaviour being reproduced: the `dim`/`axis`
-lookup (`deprecated_argument_lookup`, spec §1), the once-per-process deprecation log lines
-(`deprecation.deprecated` / `deprecated_args`, spec §2) and the keyword checking of
-`dispatch.add_dispatch_support` (spec §1: its `TypeError`s are worded differently from
+lookup (`deprecated_argument_lookup`, docs/tf_behaviour.md#signatures), the once-per-process
+deprecation log lines
+(`deprecation.deprecated` / `deprecated_args`, docs/tf_behaviour.md#deprecation-log-lines) and the
+keyword checking of
+`dispatch.add_dispatch_support` (docs/tf_behaviour.md#signatures: its `TypeError`s are worded
+differently from
 CPython's).
 """
 
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 from tensorflow.python.util import deprecation, dispatch
 
-# nn_ops.py's _XENT_DEPRECATION, word for word: the v1 dense function logs it (spec §2).
+# nn_ops.py's _XENT_DEPRECATION, word for word: the v1 dense function logs it
+# (docs/tf_behaviour.md#deprecation-log-lines).
 XENT_DEPRECATION = """
 Future major versions of TensorFlow will allow gradients to flow
 into the labels input on backprop by default.
@@ -28,7 +32,8 @@ deprecated_dim = deprecation.deprecated_args(None, DIM_DEPRECATION, "dim")
 
 
 def ensure_xent_args(name: str, labels: object, logits: object) -> None:
-    """TF ≥ 2.12's `_ensure_xent_args`, including its missing space (spec §0.3)."""
+    """TF ≥ 2.12's `_ensure_xent_args`, including its missing space
+    (docs/tf_behaviour.md#summary)."""
     if labels is None or logits is None:
         raise ValueError(
             f"Both `labels` and `logits` must be provided for {name}"
@@ -37,7 +42,7 @@ def ensure_xent_args(name: str, labels: object, logits: object) -> None:
 
 
 def ensure_named_xent_args(name: str, sentinel: object, labels: object, logits: object) -> None:
-    """The TF 1.x–2.11 guard kept by tfxent's top-level contract (DESIGN.md): a positional
+    """The TF 1.x–2.11 guard kept by tfxent's top-level contract (docs/design.md): a positional
     call could be a TF 0.x `(logits, labels)` call that TF ≥ 2.12 would silently swap."""
     if sentinel is not None:
         raise ValueError(f"Only call `{name}` with named arguments (labels=..., logits=..., ...)")

@@ -2,7 +2,7 @@
 
 One function decides, so the decision is easy to see (`tfxent doctor`, the `tfxent` debug
 log, the op types in a traced graph). The custom op is the default for every CPU call; the
-composite path exists only where the op cannot run (DESIGN.md, "The core").
+composite path exists only where the op cannot run (docs/design.md, "The core").
 """
 
 from __future__ import annotations

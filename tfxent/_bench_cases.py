@@ -1,4 +1,4 @@
-"""What `tfxent bench` measures: performance.md's shapes, the case plan, the roofline.
+"""What `tfxent bench` measures: docs/performance.md's shapes, the case plan, the roofline.
 
 No TensorFlow here: the parent process plans and reports; workers import TF.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-# performance.md, "Shapes". Group keys are what --shapes accepts (with the aliases below).
+# docs/performance.md, "Shapes". Group keys are what --shapes accepts (with the aliases below).
 GROUPS: dict[str, list[tuple[int, int]]] = {
     "overhead-bound": [(32, 10), (256, 10), (128, 100)],
     "cache-resident": [(128, 1000), (1024, 1000)],
@@ -37,7 +37,7 @@ DTYPE_ALIASES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "half":
 ITEMSIZE = {"f32": 4, "bf16": 2, "f16": 2}
 TF_DTYPE = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
-# performance.md, "The physical limit": minimum bytes per element of [N, C] for f32.
+# docs/performance.md, "The physical limit": minimum bytes per element of [N, C] for f32.
 MIN_BYTES_PER_ELEMENT_F32 = {
     ("sparse", "loss"): 4,
     ("dense", "loss"): 8,
@@ -211,7 +211,7 @@ def plan_groups(
 ) -> list[Group]:
     """Every (shape, dtype, kind, mode) to time, in shape order (tensors are reused).
 
-    2-byte dtypes run on memory-bound and custom shapes (performance.md), or on every shape
+    2-byte dtypes run on memory-bound and custom shapes (docs/performance.md), or on every shape
     when `narrow_everywhere`."""
     groups = []
     for group, (n, c) in shapes:
@@ -225,7 +225,7 @@ def plan_groups(
 
 
 def min_bytes(kind: str, mode: str, n: int, c: int, dtype: str) -> int:
-    """performance.md's minimum bytes per call, scaled by the element size."""
+    """docs/performance.md's minimum bytes per call, scaled by the element size."""
     return MIN_BYTES_PER_ELEMENT_F32[(kind, mode)] * n * c * ITEMSIZE[dtype] // 4
 
 
@@ -240,7 +240,7 @@ def roofline(
     c_exp_ns: float,
     cache_bytes: int,
 ) -> dict:
-    """performance.md: T_roof = max(T_mem, T_cmp), T_mem = Bytes_min / BW_P (logits larger
+    """docs/performance.md: T_roof = max(T_mem, T_cmp), T_mem = Bytes_min / BW_P (logits larger
     than the resident cache; 0 otherwise), T_cmp = N·C·c_exp / P."""
     nbytes = min_bytes(kind, mode, n, c, dtype)
     in_cache = n * c * ITEMSIZE[dtype] <= cache_bytes

@@ -1,11 +1,11 @@
 """The machine's own limits for `tfxent bench`: streaming bandwidth BW_P and exp cost c_exp.
 
-performance.md's roofline needs both, measured in the same run as the kernels:
+docs/performance.md's roofline needs both, measured in the same run as the kernels:
 
 * BW_P: a copy with ordinary stores, dst[i] = src[i]·½ + ½, from one 1 GiB float array to
   another, split into P contiguous slices, one std::thread each; bytes counted = reads +
   writes = 2 GiB per pass; the median of 5 passes. This is the pattern of a kernel that
-  writes a fresh output (the gradient) and the basis of performance.md's "streaming copy
+  writes a fresh output (the gradient) and the basis of docs/performance.md's "streaming copy
   ≈ 40 GB/s". Reported beside it, not used: an in-place read+write pass (a[i] = a[i]·½ + ½,
   2 × 1 GiB counted, no read-for-ownership of the written lines) and a read-only pass. On a
   virtual machine with few cores these differ a lot: one core's reads are limited by its

@@ -1,7 +1,7 @@
 """Compile tfxent's custom ops against the installed TensorFlow, cache them, load them once.
 
 TF's C++ ABI changes with every minor release, so the sources ship in the package and are
-compiled on first use with TF's own flags (DESIGN.md, "Build and load"). The cache is keyed
+compiled on first use with TF's own flags (docs/design.md, "Build and load"). The cache is keyed
 by everything that changes the binary, guarded by a file lock so that processes starting
 together compile once, and published by an atomic rename so nobody loads a half-written file.
 
@@ -55,7 +55,8 @@ _HEADERS = ("xent_rows.h",)
 _LIBRARY_NAME = "_tfxent_ops.so"
 # Optimisation flags added to TF's own: the op is compiled on the user's machine, so it may
 # use that CPU's vector units; -march=native enters the cache key through its expansion.
-# No -ffast-math: TF's NaN/inf results (spec §3.2) depend on IEEE semantics.
+# No -ffast-math: TF's NaN/inf results (docs/tf_behaviour.md#dense-values-and-broadcasting) depend
+# on IEEE semantics.
 _EXTRA_FLAGS = ("-O3", "-march=native", "-DNDEBUG", "-fPIC", "-Wno-deprecated-declarations")
 # TF's bundled Eigen does not compile with AVX512-FP16 enabled (PacketMathFP16.h declares
 # predux_half_dowto4 specialisations g++ 12 rejects), and the kernels widen f16 to f32 anyway,

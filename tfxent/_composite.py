@@ -1,13 +1,15 @@
 """The composite path: the same mathematics from TF primitives, for where the op cannot run.
 
 Used inside XLA (`jit_compile=True`), on devices without a tfxent kernel, when the op cannot
-be built, or with TFXENT_FORCE_COMPOSITE=1 (DESIGN.md). It never calls TF's xent ops: tfxent
+be built, or with TFXENT_FORCE_COMPOSITE=1 (docs/design.md). It never calls TF's xent ops: tfxent
 must not delegate to what it replaces. Inputs are the canonical 2-D tensors the core made.
 
-Under XLA it follows TF's XLA lowering (spec §10): a zero label masks its term, so a −inf
+Under XLA it follows TF's XLA lowering (docs/tf_behaviour.md#xla): a zero label masks its term, so
+a −inf
 logit with label 0 gives a finite loss, and an out-of-range sparse label gives a NaN row
 instead of an error. Gradients follow TF's kernel rule g·(softmax − labels) with the labels
-held constant inside it, so the Hessian is label-independent and the mixed term is 0 (§6).
+held constant inside it, so the Hessian is label-independent and the mixed term is 0
+(docs/tf_behaviour.md#gradients).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ def _kernel_backprop(x: tf.Tensor, y: tf.Tensor):
     """softmax(x) − y, the backprop TF's kernel returns, broadcast to [N, C].
 
     Its own gradient is nn_grad.py's rule applied with a zero loss gradient and this
-    gradient as `grad_grad` (spec §6): the Hessian-vector product for x, and 0·(−log_softmax)
+    gradient as `grad_grad` (docs/tf_behaviour.md#gradients): the Hessian-vector product for x, and
+    0·(−log_softmax)
     for y, so the mixed term is 0 (NaN where log_softmax is infinite), exactly as TF's.
     """
     zeros = array_ops.zeros_like(x) + array_ops.zeros_like(y)
     # The kernel's exp(z)/Σexp(z), not the Softmax op: an +inf logit makes the kernel's whole
-    # row NaN, where Softmax would give 0 for the other classes (spec §3.2).
+    # row NaN, where Softmax would give 0 for the other classes
+    # (docs/tf_behaviour.md#dense-values-and-broadcasting).
     shifted = (x + zeros) - math_ops.reduce_max(x + zeros, axis=1, keepdims=True)
     exp = math_ops.exp(shifted)
     backprop = exp / math_ops.reduce_sum(exp, axis=1, keepdims=True) - (y + zeros)
@@ -58,7 +62,7 @@ def _loss_terms(shifted: tf.Tensor, log_sum: tf.Tensor, y: tf.Tensor, formula: s
     the signed zeros) of the kernel being reproduced."""
     if formula == "xla":
         # XLA's lowering: (−y)·(z − log s), where a zero label masks the log-probability, so it
-        # contributes ∓0 even where z is −inf (spec §10).
+        # contributes ∓0 even where z is −inf (docs/tf_behaviour.md#xla).
         log_probs = shifted - log_sum
         log_probs = array_ops.where_v2(
             math_ops.equal(y, 0), array_ops.zeros_like(log_probs), log_probs
@@ -67,9 +71,10 @@ def _loss_terms(shifted: tf.Tensor, log_sum: tf.Tensor, y: tf.Tensor, formula: s
     terms = log_sum - shifted
     if formula == "sparse":
         # The native sparse kernel reads only the label's class: another class's −inf logit
-        # leaves the loss finite (spec §5).
+        # leaves the loss finite (docs/tf_behaviour.md#sparse-forward).
         terms = array_ops.where_v2(math_ops.equal(y, 0), array_ops.zeros_like(terms), terms)
-    # "dense": the native kernel's y·(log s − z), where 0·inf is NaN (spec §3.1).
+    # "dense": the native kernel's y·(log s − z), where 0·inf is NaN
+    # (docs/tf_behaviour.md#dense-kernel).
     return y * terms
 
 
@@ -77,7 +82,8 @@ def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, formula: str) -> tf.
     @tf.custom_gradient
     def xent(x, y):
         # Broadcast as the kernel's BCast does, logits first so that a static mismatch names
-        # the logits' dimension first, as TF's shape function does (spec §3.3).
+        # the logits' dimension first, as TF's shape function does
+        # (docs/tf_behaviour.md#static-shapes).
         zeros = array_ops.zeros_like(x) + array_ops.zeros_like(y)
         x_b, y_b = x + zeros, y + zeros
         shifted = x_b - math_ops.reduce_max(x_b, axis=1, keepdims=True)
@@ -86,7 +92,8 @@ def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, formula: str) -> tf.
 
         def grad(g):
             # nn_grad.py's first-order rule: g·backprop for the logits, −g·log_softmax for
-            # the labels, both [N, C] even where the inputs broadcast (spec §6).
+            # the labels, both [N, C] even where the inputs broadcast
+            # (docs/tf_behaviour.md#gradients).
             g_col = array_ops.expand_dims(g, -1)
             log_probs = gen_nn_ops.log_softmax(x + array_ops.zeros_like(y))
             return g_col * _kernel_backprop(x, y), g_col * -log_probs
@@ -97,7 +104,8 @@ def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, formula: str) -> tf.
 
 
 def _determinism_xent(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """TF's determinism-mode formula (spec §9): plain primitives, plain autodiff."""
+    """TF's determinism-mode formula (docs/tf_behaviour.md#determinism): plain primitives, plain
+    autodiff."""
     return -math_ops.reduce_sum(labels * gen_nn_ops.log_softmax(logits), axis=1)
 
 
@@ -110,7 +118,8 @@ def dense(logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool) 
 
 
 def _one_hot_with_nan_rows(labels: tf.Tensor, classes: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    """One-hot rows; an out-of-range label's row is all NaN (XLA and GPU semantics, §10)."""
+    """One-hot rows; an out-of-range label's row is all NaN (XLA and GPU semantics,
+    docs/tf_behaviour.md#xla)."""
     valid = math_ops.logical_and(
         math_ops.greater_equal(labels, 0),
         math_ops.less(labels, math_ops.cast(classes, labels.dtype)),
@@ -123,7 +132,8 @@ def _one_hot_with_nan_rows(labels: tf.Tensor, classes: tf.Tensor, dtype: tf.DTyp
 
 
 def _check_label_range(labels: tf.Tensor, classes: tf.Tensor) -> list[tf.Operation]:
-    """TF's CPU kernel rejects out-of-range labels (spec §5); outside XLA so does this path."""
+    """TF's CPU kernel rejects out-of-range labels (docs/tf_behaviour.md#sparse-forward); outside
+    XLA so does this path."""
     upper = math_ops.cast(classes, labels.dtype)
     message = "Received a label value outside the valid range of [0, number of classes)."
     return [
@@ -145,7 +155,8 @@ def sparse(
     if shapes_disagree and not deterministic:
         # Only empty logits [0, ..., 0] get here: reshaped to [-1, 0] they have as many rows as
         # the product of their non-zero dimensions, so the kernel's first check, equal first
-        # dimensions, fails before its class check (spec §5, §10).
+        # dimensions, fails before its class check (docs/tf_behaviour.md#sparse-forward,
+        # docs/tf_behaviour.md#xla).
         raise tf.errors.InvalidArgumentError(
             None,
             None,

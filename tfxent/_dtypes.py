@@ -1,4 +1,5 @@
-"""The op-definition dtype checks of the TF ops whose errors tfxent reproduces (spec §4, §9).
+"""The op-definition dtype checks of the TF ops whose errors tfxent reproduces
+(docs/tf_behaviour.md#dtypes, docs/tf_behaviour.md#determinism).
 
 TF raises these from the op it builds: a `TypeError` naming the op's parameter while
 building a graph, an `InvalidArgumentError` naming the dtype attribute when executing

@@ -1,6 +1,7 @@
 """Thin wrappers of tfxent's custom ops and their registered gradients.
 
-Gradients (spec §6): the forward ops save one row statistic; the gradient ops write
+Gradients (docs/tf_behaviour.md#gradients): the forward ops save one row statistic; the gradient
+ops write
 g·(softmax − labels) in one pass. The labels' gradient −g·log_softmax(logits) is built only
 when some tape or graph asks for it, and second order is expressed in TF primitives so that
 it matches TF's registered gradient term for term (label-independent Hessian, zero mixed
@@ -20,7 +21,8 @@ _WIDENED = (tf.float16, tf.bfloat16)
 
 
 def compute_dtype(dtype: tf.DType) -> tf.DType:
-    """The dtype the kernels compute in: TF upcasts f16/bf16 logits to f32 (spec §4)."""
+    """The dtype the kernels compute in: TF upcasts f16/bf16 logits to f32
+    (docs/tf_behaviour.md#dtypes)."""
     return tf.float32 if dtype in _WIDENED else dtype
 
 
@@ -41,8 +43,10 @@ def dense_loss(features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name
 def sparse_loss(
     features: tf.Tensor, labels: tf.Tensor, deterministic: bool, name: str
 ) -> tf.Tensor:
-    # Unnamed, TF's graph node takes its op type's name; tfxent's takes the same (spec §3.4).
-    # Eagerly the name only ends error messages, where TF 2.12 shows the caller's (§11.2).
+    # Unnamed, TF's graph node takes its op type's name; tfxent's takes the same
+    # (docs/tf_behaviour.md#op-names).
+    # Eagerly the name only ends error messages, where TF 2.12 shows the caller's
+    # (docs/tf_behaviour.md#version-matrix).
     if not context.executing_eagerly():
         name = name or "SparseSoftmaxCrossEntropyWithLogits"
     loss, _ = _library().tfxent_sparse_softmax_xent(
@@ -70,7 +74,8 @@ def _reduce_to_shape(grad: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
 
 
 def _labels_gradient(features: tf.Tensor, labels: tf.Tensor, grad_loss: tf.Tensor) -> tf.Tensor:
-    """−g·log_softmax(logits), computed as TF does in the widened dtype (spec §6)."""
+    """−g·log_softmax(logits), computed as TF does in the widened dtype
+    (docs/tf_behaviour.md#gradients)."""
     dtype = compute_dtype(features.dtype)
     log_probs = gen_nn_ops.log_softmax(math_ops.cast(features, dtype))
     grad = _broadcast_mul(math_ops.cast(grad_loss, dtype), -log_probs)
@@ -89,7 +94,8 @@ def _dense_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Te
         grad_labels = _labels_gradient(features, labels, grad_loss)
     if deterministic:
         # TF's determinism path broadcasts with Mul, whose gradient sums over the broadcast
-        # dimensions; the kernel path returns [N, C] and then fails as TF's does (spec §6).
+        # dimensions; the kernel path returns [N, C] and then fails as TF's does
+        # (docs/tf_behaviour.md#gradients).
         backprop = _reduce_to_shape(backprop, features)
         if grad_labels is not None:
             grad_labels = _reduce_to_shape(grad_labels, labels)
@@ -106,7 +112,8 @@ def _sparse_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.T
 
 
 def _hessian_vector_product(softmax: tf.Tensor, grad_grad: tf.Tensor) -> tf.Tensor:
-    """(diag(s) − s sᵀ)·v per row, in nn_grad.py's order of operations (spec §6)."""
+    """(diag(s) − s sᵀ)·v per row, in nn_grad.py's order of operations
+    (docs/tf_behaviour.md#gradients)."""
     projected = array_ops.squeeze(
         math_ops.matmul(array_ops.expand_dims(grad_grad, 1), array_ops.expand_dims(softmax, 2)),
         axis=1,
@@ -145,13 +152,14 @@ def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
         )
     grad_g = math_ops.reduce_sum(v * (softmax * scale - y), axis=-1)
     if deterministic:
-        # d/dy of g·(s·Σy − y) is g·(s·1ᵀ − I): the true mixed term (spec §9).
+        # d/dy of g·(s·Σy − y) is g·(s·1ᵀ − I): the true mixed term
+        # (docs/tf_behaviour.md#determinism).
         sv = math_ops.reduce_sum(v * softmax, axis=-1, keepdims=True)
         grad_labels = _reduce_to_shape(_broadcast_mul(g, sv - v), labels)
     else:
         # TF's kernel gradient treats the backprop as label-free: its labels' term is the
         # first-order one with a zero upstream gradient, 0·(−log_softmax), which is NaN
-        # wherever log_softmax is infinite (spec §6).
+        # wherever log_softmax is infinite (docs/tf_behaviour.md#gradients).
         grad_labels = _labels_gradient(features, labels, array_ops.zeros_like(grad_loss))
     return (
         math_ops.cast(grad_features, features.dtype),

@@ -1,4 +1,5 @@
-"""Everything that differs between TensorFlow versions, in one table (spec §11).
+"""Everything that differs between TensorFlow versions, in one table
+(docs/tf_behaviour.md#version-differences).
 
 tfxent reproduces the installed TF, so where TF versions differ tfxent either follows the
 installed version (most rows) or deliberately returns what every other version returns
@@ -115,7 +116,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         summary="eager kernel errors end in ` name: ` after `[Op:<Op>]`",
         tf=">=2.13",
         tf_does="2.13+ appends ` name: ` to eager op errors; 2.12 does not (a general eager "
-        "runtime change, spec §8, §11.2).",
+        "runtime change, docs/tf_behaviour.md#errors, docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: its eager errors come from the same runtime, so they carry the "
         "suffix exactly where TF's do; the parity runner matches the message fragment before it.",
         pinned_by="tests/test_versions.py::test_eager_error_suffix_follows_installed_tf",
@@ -128,7 +129,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         absent=1.0,
         tf_does="2.16.2's xent kernels round differently: the deterministic log_softmax path "
         "is only 45% bit-identical to the kernel (max 2 ulp, identical elsewhere) and sparse "
-        "vs dense one-hot differs by up to 63 ulp (≤1 elsewhere), spec §7, §11.2.",
+        "vs dense one-hot differs by up to 63 ulp (≤1 elsewhere), docs/tf_behaviour.md#numerics, "
+        "docs/tf_behaviour.md#version-matrix.",
         tfxent_does="follows within tolerance: value() is the factor the parity tolerance is "
         "widened by on this version (tfxent/parity/tolerance.py).",
         pinned_by="tests/test_versions.py::test_tolerance_widens_only_for_2_16",
@@ -140,7 +142,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         tf_does="2.16.2's native dense kernel segfaults on a class dimension of 0 (`[N,0]`, "
         "`[1,0]`, rank-1 `[0]`, and `[0,0]` too; eager, tf.function, Session, raw op). The XLA "
         "and determinism paths do not crash; every other version returns zeros (a Reshape "
-        "error for `[0,0]` in eager/Session), spec §11.2. Measured on 2.16.2; "
+        "error for `[0,0]` in eager/Session), docs/tf_behaviour.md#version-matrix. Measured on "
+        "2.16.2; "
         "2.16.0/2.16.1 are treated alike so that the parity check never crashes.",
         tfxent_does="intentional difference: returns zeros (`+0.0`) like every other "
         "version; the parity check compares tfxent with that instead of calling TF.",
@@ -152,7 +155,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         summary="XLA (`jit_compile`) rounds differently from the native kernel",
         tf="<2.19",
         tf_does="XLA dense loss `0.40760604` (≤2.18) vs `0.40760595` (2.19+, equal to the "
-        "native kernel); XLA sparse bf16 `0.408203` (2.16-2.17) vs `0.40625` (spec §10, §11.2).",
+        "native kernel); XLA sparse bf16 `0.408203` (2.16-2.17) vs `0.40625` "
+        "(docs/tf_behaviour.md#xla, docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: under XLA tfxent lowers to TF's own XLA ops, so it rounds like "
         "the installed TF's XLA within the parity tolerance.",
         pinned_by="tfxent check / tests parity runner, mode xla",
@@ -163,7 +167,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         tf="<2.14",
         present="pre-2.14 wording",
         absent="2.14+ wording",
-        tf_does="generic autograph message text changed in 2.14 (spec §11.2); both begin "
+        tf_does="generic autograph message text changed in 2.14 "
+        "(docs/tf_behaviour.md#version-matrix); both begin "
         "`Using a symbolic \\`tf.Tensor\\` as a Python \\`bool\\``.",
         tfxent_does="follows: the error is raised by TF's own tensor `__bool__`.",
         pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
@@ -175,7 +180,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         present="Tensor",
         absent="SymbolicTensor",
         tf_does="`… not Tensor` on 2.12-2.13, `… not SymbolicTensor` on 2.14+ (graph tensors "
-        "got their own class, spec §11.2).",
+        "got their own class, docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: the TypeError comes from TF's own tensor class.",
         pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
     ),
@@ -229,7 +234,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         numpy="<2",
         tf_does="with NumPy 1.x, `range(dim_index + 1, rank)` promotes `np.int32(0) + 1` by "
         "value and the Range op raises `Tensor conversion requested dtype int32 for Tensor "
-        "with dtype int64`; NumPy 2 works (2.12-2.17 wheels pin NumPy 1 here, spec §11.2).",
+        "with dtype int64`; NumPy 2 works (2.12-2.17 wheels pin NumPy 1 here, "
+        "docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: the axis goes through the same Python arithmetic and Range op.",
         pinned_by="tests/test_versions.py::test_numpy_scalar_axis_follows_numpy",
     ),

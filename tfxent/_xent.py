@@ -1,7 +1,9 @@
 """The core: TF's Python layer of the xent functions, with tfxent's backends underneath.
 
 `dense` reproduces nn_ops.softmax_cross_entropy_with_logits_v2_helper and `sparse`
-reproduces nn_ops.sparse_softmax_cross_entropy_with_logits (spec §3–§5, §9) statement by
+reproduces nn_ops.sparse_softmax_cross_entropy_with_logits
+(docs/tf_behaviour.md#dense-forward–docs/tf_behaviour.md#sparse-forward,
+docs/tf_behaviour.md#determinism) statement by
 statement, with the same TF primitives around the kernel, so that conversion, dtype rules,
 axis handling, flattening, static shapes, name scopes and every error they raise are TF's.
 Only the kernel call is replaced: by tfxent's custom op, or by the composite path where the
@@ -18,7 +20,7 @@ from tensorflow.python.ops import array_ops, check_ops, math_ops
 from tfxent import _backend, _composite, _dtypes, _hooks, _ops, _versions
 
 # Label dtypes the dense op reads directly for f32 compute: widening them is exact, so TF's
-# cast to float32 (spec §4) need not be materialised as an [N, C] copy.
+# cast to float32 (docs/tf_behaviour.md#dtypes) need not be materialised as an [N, C] copy.
 _EXACTLY_WIDENED_LABELS = (tf.float16, tf.bfloat16, tf.float32)
 
 
@@ -42,13 +44,13 @@ def _flatten_outer_dims(x: tf.Tensor) -> tf.Tensor:
 def _both_matrices(logits: tf.Tensor, labels: tf.Tensor) -> bool:
     """Non-empty [N, C] logits and labels of the same shape. (With an empty dimension TF's
     final reshape is not an identity, [0, 0] fails there; with broadcast labels its gradient
-    fails in the flattening's Reshape, spec §3.2.)"""
+    fails in the flattening's Reshape, docs/tf_behaviour.md#dense-values-and-broadcasting.)"""
     return logits.shape.rank == 2 and logits.shape == labels.shape and 0 not in logits.shape
 
 
 def _move_dim_to_end(x: tf.Tensor, dim_index: int, rank: tf.Tensor) -> tf.Tensor:
     """TF's transpose that moves `dim_index` last; a negative index other than −1 fails in
-    its Range op exactly as TF's does (spec §0.4)."""
+    its Range op exactly as TF's does (docs/tf_behaviour.md#summary)."""
     return array_ops.transpose(
         x,
         array_ops.concat(
@@ -63,7 +65,8 @@ def _dense_kernel(
     """The [N, C] kernel call that TF makes to SoftmaxCrossEntropyWithLogits."""
     deterministic = config.is_op_determinism_enabled()
     if deterministic:
-        # TF's determinism path starts with LogSoftmax(logits): its dtype check (spec §9).
+        # TF's determinism path starts with LogSoftmax(logits): its dtype check
+        # (docs/tf_behaviour.md#determinism).
         _dtypes.check(logits, "logits", "T", _dtypes.FLOATS)
     if choice.backend == _backend.OP and not (
         deterministic and _logits_broadcast_over_classes(logits, labels)
@@ -111,7 +114,8 @@ def _dense(labels: object, logits: object, axis: object, name: str | None) -> tf
         label_dtype = tf.float32 if widen else precise_logits.dtype
         if not label_dtype.is_floating and labels.dtype != tf.string:
             # Leave numeric labels castable so that the op's dtype check names the logits
-            # ('T'), as TF's single-dtype op does (spec §4). String labels keep TF's cast to
+            # ('T'), as TF's single-dtype op does (docs/tf_behaviour.md#dtypes). String labels keep
+            # TF's cast to
             # the logits' dtype, whose error names that dtype.
             label_dtype = tf.float32
         if not (read_narrow and labels.dtype in _EXACTLY_WIDENED_LABELS):
@@ -160,7 +164,8 @@ def _sparse_kernel(
     """The [N, C] kernel call TF makes to SparseSoftmaxCrossEntropyWithLogits."""
     deterministic = config.is_op_determinism_enabled()
     if deterministic:
-        # TF's determinism path: LogSoftmax(logits), then GatherV2(indices=labels) (spec §9).
+        # TF's determinism path: LogSoftmax(logits), then GatherV2(indices=labels)
+        # (docs/tf_behaviour.md#determinism).
         _dtypes.check(logits, "logits", "T", _dtypes.FLOATS)
         _dtypes.check(labels, "indices", "Tindices", _dtypes.GATHER_INDICES)
         if labels.dtype == tf.int16:
@@ -185,7 +190,8 @@ def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
         logits = ops.convert_to_tensor(logits)
         choice = _backend.choose(logits)
         _backend.describe(choice)
-        # TF upcasts only float16 here; bfloat16 stays bfloat16 (spec §4). The op reads f16
+        # TF upcasts only float16 here; bfloat16 stays bfloat16 (docs/tf_behaviour.md#dtypes). The
+        # op reads f16
         # and widens in registers, which is the same arithmetic without an [N, C] copy.
         is_half = logits.dtype == tf.float16
         upcast = is_half and choice.backend != _backend.OP

@@ -1,5 +1,5 @@
 """Runtime audit: the call sites where a v1 → v2 migration, op determinism or a device change
-would silently alter training, recorded while the real program runs (migration.md).
+would silently alter training, recorded while the real program runs (docs/migration.md).
 
     with tfxent.audit():          # or TFXENT_AUDIT=1 for the whole process (json: =json;
         train()                   # TFXENT_AUDIT_FILE=path writes the report to a file)

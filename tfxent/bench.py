@@ -19,7 +19,7 @@ from tfxent import _bench_report as report
 
 DESCRIPTION = """\
 Time tfxent.nn against tf.nn and tf.nn under tf.function(jit_compile=True) (XLA) in one
-process, on the same tensors, interleaved after a warm-up, for performance.md's shapes;
+process, on the same tensors, interleaved after a warm-up, for docs/performance.md's shapes;
 measure the machine's streaming bandwidth and exp cost in the same run; and measure each
 case's extra peak memory in a fresh process. Results: a table on stdout (progress on
 stderr), --json FILE for everything including every sample.
@@ -32,7 +32,7 @@ called once to warm up (trace, compile), then sampled in rotating order; a sampl
 a call until it lasts --min-sample-ms. Outputs are freed inside the timed region.
 
 Columns:
-  group      performance.md's shape group (memory-bound is the main target)
+  group      docs/performance.md's shape group (memory-bound is the main target)
   shape      [N, C] of the logits; dense labels are [N, C] in the logits' dtype
              (label-smoothed one-hot), sparse labels are int32 [N]
   kind       dense: softmax_cross_entropy_with_logits; sparse: sparse_...
@@ -49,7 +49,7 @@ Columns:
              ops, timed beside the others: what the exec mode costs before any softmax
              work. A call can come in under it where TF's ops hand small work to a
              second thread and tfxent's kernels, rightly sized, do not.
-  roof       performance.md's roofline time T_roof = max(T_mem, T_cmp), with
+  roof       docs/performance.md's roofline time T_roof = max(T_mem, T_cmp), with
              T_mem = Bytes_min / BW_P (0 when the logits fit in the resident cache),
              T_cmp = N·C·c_exp / P (one exp per element), Bytes_min = 4·N·C (sparse
              loss), 8·N·C (dense loss), 12·N·C (sparse fwd+bwd), 20·N·C (dense
@@ -64,7 +64,7 @@ Columns:
 
 BW_P: a copy with ordinary stores from one 1 GiB array to another on P threads (reads +
 writes counted), the median of 5 passes: the access pattern of a kernel writing a fresh
-output, and the basis of performance.md's "streaming copy"; an in-place read+write and a
+output, and the basis of docs/performance.md's "streaming copy"; an in-place read+write and a
 read-only pass are shown beside it. c_exp: ns per element of a vectorised
 `s += exp(x - m)` loop over an L2-resident array on one thread. Resident cache: the largest
 array (1 MiB, 2 MiB, ... up to the last-level cache in sysfs) that one thread re-reads

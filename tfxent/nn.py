@@ -1,11 +1,13 @@
-"""Mirror of `tf.nn`'s two softmax cross-entropy functions (the TF 2 API, spec §1)."""
+"""Mirror of `tf.nn`'s two softmax cross-entropy functions (the TF 2 API,
+docs/tf_behaviour.md#signatures)."""
 
 from __future__ import annotations
 
 from tfxent import _args, _xent
 from tfxent.compat.v1 import nn as _v1
 
-# The functions carry no annotations: their inspect.signature must equal TF's (spec §1).
+# The functions carry no annotations: their inspect.signature must equal TF's
+# (docs/tf_behaviour.md#signatures).
 __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"]
 
 
@@ -13,11 +15,14 @@ __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_wi
 def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
     """Softmax cross entropy between `logits` and `labels` along `axis`.
 
-    Reproduces `tf.nn.softmax_cross_entropy_with_logits` of the installed TF (spec §1, §3, §6).
+    Reproduces `tf.nn.softmax_cross_entropy_with_logits` of the installed TF
+    (docs/tf_behaviour.md#signatures, docs/tf_behaviour.md#dense-forward,
+    docs/tf_behaviour.md#gradients).
     mᵢ = maxⱼ xᵢⱼ; lseᵢ = mᵢ + log Σⱼ exp(xᵢⱼ − mᵢ); lossᵢ = Σⱼ yᵢⱼ (lseᵢ − xᵢⱼ). The logits'
     gradient is pᵢⱼ − yᵢⱼ with determinism off (TF's kernel), which is *not* the true
     gradient when a row of y does not sum to 1; with determinism on it is pᵢⱼ·Σₖyᵢₖ − yᵢⱼ
-    (spec §0, §6, §9). The labels' gradient is −g·log_softmax(logits).
+    (docs/tf_behaviour.md#summary, docs/tf_behaviour.md#gradients,
+    docs/tf_behaviour.md#determinism). The labels' gradient is −g·log_softmax(logits).
 
     Args:
       labels: `[..., C, ...]`, any dtype castable to the logits' dtype (not validated).
@@ -31,7 +36,7 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
     Raises:
       InvalidArgumentError: `logits and labels must be broadcastable: ...`, integer logits
         (`Value for attr 'T' of int32 is not in the list of allowed values: ...`), an axis
-        outside −1, 0..rank−1 (`Requires start <= limit ...`) — spec §8.
+        outside −1, 0..rank−1 (`Requires start <= limit ...`) — docs/tf_behaviour.md#errors.
 
     Differences from TF: none (see compat_matrix.md).
 
@@ -48,7 +53,8 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
 def sparse_softmax_cross_entropy_with_logits(labels, logits, name=None):
     """Softmax cross entropy against integer class indices along the last axis.
 
-    Reproduces `tf.nn.sparse_softmax_cross_entropy_with_logits` (spec §1, §5): lossᵢ =
+    Reproduces `tf.nn.sparse_softmax_cross_entropy_with_logits` (docs/tf_behaviour.md#signatures,
+    docs/tf_behaviour.md#sparse-forward): lossᵢ =
     lseᵢ − xᵢ,labelᵢ. Out-of-range labels raise TF's `InvalidArgumentError` on CPU.
 
     Differences from TF: bfloat16 rounding (compat_matrix.md).

@@ -5,7 +5,8 @@
 //                             (--rows N --cols C change the shape, --threads P splits the rows,
 //                             --bench-narrow adds bf16 and f16)
 //
-// The reference is TF's kernel formula (spec §3.1, §5, §9) evaluated in long double:
+// The reference is TF's kernel formula (docs/tf_behaviour.md#dense-kernel,
+// docs/tf_behaviour.md#sparse-forward, docs/tf_behaviour.md#determinism) evaluated in long double:
 //   m = max_j x_j,  z_j = x_j − m,  s = Σ exp(z_j)
 //   kernel loss = Σ y_j (log s − z_j)     deterministic loss = −Σ y_j (z_j − log s)
 //   sparse loss = log s − z_l              grad_j = g · (exp(z_j)/s · scale − y_j)
@@ -707,7 +708,8 @@ void TestPairs() {
                              Name<T>(), mismatches, pairs));
 }
 
-// ---- IEEE special values (spec §5, §7; the reference reproduces TF's formula) ----------------
+// ---- IEEE special values (docs/tf_behaviour.md#sparse-forward, docs/tf_behaviour.md#numerics;
+// the reference reproduces TF's formula) ----------------
 
 template <typename T>
 void CheckAllNaN(const std::vector<T>& v, const std::string& what) {
@@ -938,7 +940,7 @@ void RunAll() {
 // Times each row function over a [rows, cols] array (rows split evenly over --threads
 // threads, one call per row), best of 3, and prints ns per element and the bandwidth that
 // implies (bytes the call must move: 4 per f32 element read or written). Beside them, the
-// two numbers the roofline needs (performance.md), from the same run: a streaming read of
+// two numbers the roofline needs (docs/performance.md), from the same run: a streaming read of
 // the logits, and c_exp, the sparse forward on a row that stays in L1.
 
 double Seconds() {

@@ -1,4 +1,4 @@
-"""migration.md row 4: labels already stopped with tf.stop_gradient."""
+"""docs/migration.md row 4: labels already stopped with tf.stop_gradient."""
 import tensorflow as tf
 
 

@@ -1,4 +1,4 @@
-"""migration.md row 1: keyword call with dim (`import tensorflow as tf`)."""
+"""docs/migration.md row 1: keyword call with dim (`import tensorflow as tf`)."""
 import tensorflow as tf
 
 

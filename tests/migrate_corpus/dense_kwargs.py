@@ -1,4 +1,4 @@
-"""migration.md row 6: a **kwargs call."""
+"""docs/migration.md row 6: a **kwargs call."""
 import tensorflow as tf
 
 

@@ -1,4 +1,4 @@
-"""migration.md row 2: positional call in the TF >= 2.12 order (names confirm it)."""
+"""docs/migration.md row 2: positional call in the TF >= 2.12 order (names confirm it)."""
 import tensorflow as tf
 
 

@@ -1,4 +1,4 @@
-"""migration.md row 2: a TF 0.x call, positional (logits, labels)."""
+"""docs/migration.md row 2: a TF 0.x call, positional (logits, labels)."""
 import tensorflow as tf
 
 

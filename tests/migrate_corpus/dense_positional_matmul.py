@@ -1,4 +1,4 @@
-"""migration.md row 2: a TF 0.x call whose first argument is a matmul (logits)."""
+"""docs/migration.md row 2: a TF 0.x call whose first argument is a matmul (logits)."""
 import tensorflow as tf
 
 

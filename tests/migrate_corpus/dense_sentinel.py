@@ -1,4 +1,4 @@
-"""migration.md row 3: `_sentinel=None` spelled out."""
+"""docs/migration.md row 3: `_sentinel=None` spelled out."""
 import tensorflow as tf
 
 

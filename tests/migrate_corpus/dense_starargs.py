@@ -1,4 +1,4 @@
-"""migration.md row 6: a *args call (legal only on TF >= 2.12 compat.v1)."""
+"""docs/migration.md row 6: a *args call (legal only on TF >= 2.12 compat.v1)."""
 import tensorflow as tf
 
 

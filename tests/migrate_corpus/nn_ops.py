@@ -1,4 +1,4 @@
-"""migration.md row 13: `from tensorflow.python.ops import nn_ops`."""
+"""docs/migration.md row 13: `from tensorflow.python.ops import nn_ops`."""
 from tensorflow.python.ops import nn_ops
 
 

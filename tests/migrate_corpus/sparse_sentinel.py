@@ -1,4 +1,4 @@
-"""migration.md row 8: sparse call with `_sentinel=None`."""
+"""docs/migration.md row 8: sparse call with `_sentinel=None`."""
 import tensorflow as tf
 
 

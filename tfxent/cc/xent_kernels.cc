@@ -115,7 +115,8 @@ template <typename T, typename L>
                 /*fewer_dims_optimization=*/false);
     if (!bcast.IsValid()) {
       // Determinism mode: TF multiplies labels by log_softmax(logits) and Mul's broadcast
-      // check fires (spec §9); otherwise the kernel's BCast message (spec §3.1).
+      // check fires (docs/tf_behaviour.md#determinism); otherwise the kernel's BCast message
+      // (docs/tf_behaviour.md#dense-kernel).
       if (deterministic) {
         return errors::InvalidArgument("Incompatible shapes: ", labels.shape().DebugString(),
                                        " vs. ", logits.shape().DebugString());
@@ -143,7 +144,8 @@ template <typename T, typename L>
   AsMatrix(logits.shape(), &x_rows, &x_cols);
   out->x = logits.flat<T>().data();
   if (x_rows != out->rows || x_cols != out->classes) {
-    // Logits broadcast against labels (e.g. [N, 1] vs [N, C], spec §3.2): rare enough that a
+    // Logits broadcast against labels (e.g. [N, 1] vs [N, C],
+    // docs/tf_behaviour.md#dense-values-and-broadcasting): rare enough that a
     // materialised copy is simpler than a second stride pattern in every row function.
     TF_RETURN_IF_ERROR(ctx->allocate_temp(logits.dtype(), shape, &out->x_broadcast));
     T* dst = out->x_broadcast.template flat<T>().data();
@@ -202,7 +204,8 @@ void ReduceRows(OpKernelContext* ctx, int64_t rows, int64_t classes, Accumulate 
 }
 
 // A zero loss carries TF's sign: its kernel sums from +0 (so +0), while its determinism
-// path negates such a sum (so −0, spec §7, §9). Rounding can leave either sign here.
+// path negates such a sum (so −0, docs/tf_behaviour.md#numerics,
+// docs/tf_behaviour.md#determinism). Rounding can leave either sign here.
 template <typename A>
 A SignedLikeTf(A loss, bool deterministic) {
   if (loss != A(0)) return loss;
@@ -224,13 +227,15 @@ A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& ac
   }
   if (deterministic && in.classes == 1 && loss == A(0)) {
     // TF's reduce_sum over a single class is a copy, not a sum from +0, so the one term
-    // y·log_softmax = y·(+0) keeps the label's sign before the negation (spec §9).
+    // y·log_softmax = y·(+0) keeps the label's sign before the negation
+    // (docs/tf_behaviour.md#determinism).
     return -(static_cast<A>(in.y_row(i)[0]) * A(0));
   }
   return SignedLikeTf(loss, deterministic);
 }
 
-// loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (spec §3.1); deterministic: spec §9.
+// loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (docs/tf_behaviour.md#dense-kernel);
+// deterministic: docs/tf_behaviour.md#determinism.
 template <typename T, typename L>
 class DenseXentOp : public OpKernel {
  public:
@@ -250,7 +255,8 @@ class DenseXentOp : public OpKernel {
     double* stats_out = stats->flat<double>().data();
     if (in.rows == 0) return;
     if (in.classes == 0) {
-      // An empty sum: TF returns 0, and −0 from the determinism path's negation (spec §9).
+      // An empty sum: TF returns 0, and −0 from the determinism path's negation
+      // (docs/tf_behaviour.md#determinism).
       std::fill_n(loss_out, in.rows, static_cast<T>(deterministic_ ? -0.0f : 0.0f));
       for (int64_t i = 0; i < in.rows; ++i) {
         StoreRowStats(RowAccumulator<A>{-std::numeric_limits<A>::infinity(), A(0), A(0), A(0)},
@@ -281,7 +287,8 @@ class DenseXentOp : public OpKernel {
                                    "], but got shape ", stats.shape().DebugString());
   }
   // One upstream value may broadcast over the rows, as TF's gradient multiplies with
-  // broadcasting: with dynamic shapes the static loss shape can be [1] (spec §6).
+  // broadcasting: with dynamic shapes the static loss shape can be [1]
+  // (docs/tf_behaviour.md#gradients).
   if (grad_loss.dims() != 1 || (grad_loss.dim_size(0) != rows && grad_loss.dim_size(0) != 1)) {
     return errors::InvalidArgument("grad_loss must be [", rows, "], but got shape ",
                                    grad_loss.shape().DebugString());
@@ -289,8 +296,9 @@ class DenseXentOp : public OpKernel {
   return ::tensorflow::OkStatus();
 }
 
-// backprop_ij = g_i·(exp(z_ij)/s_i·scale_i − y_ij); scale = 1 (TF's kernel, spec §6) or
-// Σ_j y_ij (the true gradient of the determinism path, spec §9).
+// backprop_ij = g_i·(exp(z_ij)/s_i·scale_i − y_ij); scale = 1 (TF's kernel,
+// docs/tf_behaviour.md#gradients) or
+// Σ_j y_ij (the true gradient of the determinism path, docs/tf_behaviour.md#determinism).
 template <typename T, typename L>
 class DenseXentGradOp : public OpKernel {
  public:
@@ -328,8 +336,10 @@ class DenseXentGradOp : public OpKernel {
   bool deterministic_ = false;
 };
 
-// TF's sparse kernel checks, in TF's order (spec §5); in determinism mode TF gathers with
-// batch_dims=1 instead, whose batch check words the mismatch differently (spec §9).
+// TF's sparse kernel checks, in TF's order (docs/tf_behaviour.md#sparse-forward); in determinism
+// mode TF gathers with
+// batch_dims=1 instead, whose batch check words the mismatch differently
+// (docs/tf_behaviour.md#determinism).
 ::tensorflow::Status CheckSparseShapes(const Tensor& logits, const Tensor& labels,
                                        bool deterministic) {
   if (!TensorShapeUtils::IsMatrix(logits.shape())) {
@@ -354,8 +364,10 @@ class DenseXentGradOp : public OpKernel {
 }
 
 // Every label must lie in [0, C) before any logit is read with it. TF's kernel reports the
-// minimum when it is negative, else the maximum, followed by all label values (spec §5.6);
-// the determinism path's gather reports the first bad position instead (spec §9).
+// minimum when it is negative, else the maximum, followed by all label values
+// (docs/tf_behaviour.md#sparse-forward);
+// the determinism path's gather reports the first bad position instead
+// (docs/tf_behaviour.md#determinism).
 template <typename Index>
 ::tensorflow::Status CheckLabelRange(const Tensor& labels, int64_t classes, bool deterministic) {
   const Index* label = labels.flat<Index>().data();
@@ -380,7 +392,8 @@ template <typename Index>
   return ::tensorflow::OkStatus();
 }
 
-// loss_i = log s_i − z_i,label_i (spec §5); deterministic: −(z_i,label_i − log s_i) (spec §9).
+// loss_i = log s_i − z_i,label_i (docs/tf_behaviour.md#sparse-forward); deterministic:
+// −(z_i,label_i − log s_i) (docs/tf_behaviour.md#determinism).
 template <typename T, typename Index>
 class SparseXentOp : public OpKernel {
  public:
@@ -430,7 +443,7 @@ class SparseXentOp : public OpKernel {
   bool deterministic_ = false;
 };
 
-// backprop_ij = g_i·(exp(z_ij)/s_i − [j == label_i]) (spec §6).
+// backprop_ij = g_i·(exp(z_ij)/s_i − [j == label_i]) (docs/tf_behaviour.md#gradients).
 template <typename T, typename Index>
 class SparseXentGradOp : public OpKernel {
  public:

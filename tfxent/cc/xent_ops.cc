@@ -3,8 +3,10 @@
 //
 // The ops mirror TF's SoftmaxCrossEntropyWithLogits / SparseSoftmaxCrossEntropyWithLogits
 // where users can see it: the input names `features` and `labels` and the allowed dtype lists
-// are TF's, so a bad dtype fails with TF's message (spec §4), and the shape functions are TF's,
-// so graph construction fails where TF's does (spec §3.3). They differ where that makes them
+// are TF's, so a bad dtype fails with TF's message (docs/tf_behaviour.md#dtypes), and the shape
+// functions are TF's,
+// so graph construction fails where TF's does (docs/tf_behaviour.md#static-shapes). They differ
+// where that makes them
 // lean: the forward op returns one row statistic instead of the [N, C] backprop, and separate
 // gradient ops write g·(softmax − labels) only when a gradient is asked for.
 
@@ -29,7 +31,7 @@ constexpr int kRowStats = 3;
   TF_RETURN_IF_ERROR(c->GetAttr("deterministic", &deterministic));
   if (deterministic) {
     // TF's determinism path is Mul(labels, LogSoftmax(logits)): plain broadcasting, with the
-    // labels' dimension named first in a static mismatch (spec §9).
+    // labels' dimension named first in a static mismatch (docs/tf_behaviour.md#determinism).
     ShapeHandle broadcast;
     TF_RETURN_IF_ERROR(::tensorflow::shape_inference::BroadcastBinaryOpOutputShapeFnHelper(
         c, c->input(1), c->input(0), true, &broadcast));
@@ -96,7 +98,8 @@ REGISTER_OP("TfxentSoftmaxXent")
     .SetShapeFn(DenseXentShape)
     .Doc(R"doc(
 loss_i = Σ_j y_ij·(lse_i − x_ij), rows of the broadcast of features [N, C] and labels.
-deterministic selects TF's determinism-mode formula −Σ_j y_ij·log_softmax(x)_ij (spec §9).
+deterministic selects TF's determinism-mode formula −Σ_j y_ij·log_softmax(x)_ij
+(docs/tf_behaviour.md#determinism).
 )doc");
 
 REGISTER_OP("TfxentSoftmaxXentGrad")
@@ -111,7 +114,7 @@ REGISTER_OP("TfxentSoftmaxXentGrad")
     .SetShapeFn(DenseXentGradShape)
     .Doc(R"doc(
 backprop_ij = g_i·(softmax(x)_ij − y_ij), or g_i·(softmax(x)_ij·Σ_k y_ik − y_ij) when
-deterministic (spec §6, §9).
+deterministic (docs/tf_behaviour.md#gradients, docs/tf_behaviour.md#determinism).
 )doc");
 
 REGISTER_OP("TfxentSparseSoftmaxXent")
@@ -124,7 +127,8 @@ REGISTER_OP("TfxentSparseSoftmaxXent")
     .Attr("deterministic: bool = false")
     .SetShapeFn(SparseXentShape)
     .Doc(R"doc(
-loss_i = lse_i − x_i,label_i with TF's label range check (spec §5; deterministic: §9).
+loss_i = lse_i − x_i,label_i with TF's label range check (docs/tf_behaviour.md#sparse-forward;
+deterministic: docs/tf_behaviour.md#determinism).
 )doc");
 
 REGISTER_OP("TfxentSparseSoftmaxXentGrad")
@@ -137,7 +141,7 @@ REGISTER_OP("TfxentSparseSoftmaxXentGrad")
     .Attr("Tlabels: {int32, int64} = DT_INT64")
     .SetShapeFn(SparseXentGradShape)
     .Doc(R"doc(
-backprop_ij = g_i·(softmax(x)_ij − [j == label_i]) (spec §6).
+backprop_ij = g_i·(softmax(x)_ij − [j == label_i]) (docs/tf_behaviour.md#gradients).
 )doc");
 
 // A marker that tfxent.saved_model.save / add_import_hint put first in every function of a

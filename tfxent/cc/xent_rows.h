@@ -11,24 +11,31 @@
 // Formulas (m = max_j x_j, z_j = x_j − m, s = Σ_j exp(z_j)), and what each reproduces:
 //
 //   dense loss, kernel mode     loss = Σ_j y_j (log s − z_j) = Σy·log s − Σ y_j z_j
-//                               TF's SoftmaxCrossEntropyWithLogits (spec §3.1, xent_op.h)
+//                               TF's SoftmaxCrossEntropyWithLogits
+// (docs/tf_behaviour.md#dense-kernel, xent_op.h)
 //   dense loss, deterministic   loss = −(Σ y_j z_j − Σy·log s)
-//                               TF's −reduce_sum(y · log_softmax(x)) (spec §9)
+//                               TF's −reduce_sum(y · log_softmax(x))
+// (docs/tf_behaviour.md#determinism)
 //   sparse loss                 loss = log s − (x_l − m)
-//                               TF's SparseSoftmaxCrossEntropyWithLogits (spec §5 item 7)
+//                               TF's SparseSoftmaxCrossEntropyWithLogits
+// (docs/tf_behaviour.md#sparse-forward item 7)
 //   dense backprop              grad_j = g · (exp(z_j) / s · scale − y_j)
-//                               scale = 1: TF's kernel backprop softmax − y (spec §0.6, §3.1)
-//                               scale = Σy: the true gradient of the deterministic path (§9)
-//   sparse backprop             grad_j = g · (exp(z_j) / s − [j = l])   (spec §5 item 7)
+//                               scale = 1: TF's kernel backprop softmax − y
+// (docs/tf_behaviour.md#summary, docs/tf_behaviour.md#dense-kernel)
+//                               scale = Σy: the true gradient of the deterministic path
+// (docs/tf_behaviour.md#determinism)
+//   sparse backprop             grad_j = g · (exp(z_j) / s − [j = l])  
+// (docs/tf_behaviour.md#sparse-forward item 7)
 //
-// IEEE special values follow TF's kernel formula, element by element (spec §5, §7):
+// IEEE special values follow TF's kernel formula, element by element
+// (docs/tf_behaviour.md#sparse-forward, docs/tf_behaviour.md#numerics):
 //   * a NaN logit:               z_j = NaN, s = NaN: loss and every gradient entry NaN;
 //   * a +inf logit:              m = +inf, z_j = inf − inf = NaN: as above;
 //   * every logit −inf:          m = −inf, z_j = −inf − (−inf) = NaN: as above;
 //   * x_j = −inf, finite m:      z_j = −inf, exp(z_j) = 0; dense: y_j = 0 gives 0·inf = NaN,
 //                                y_j > 0 gives +inf; sparse at a non-label class: finite.
 //
-// How the forward pass works (performance.md: the memory roofline is the target).
+// How the forward pass works (docs/performance.md: the memory roofline is the target).
 // x and y are read from memory once, with one exp per element. A run is cut into blocks
 // of kBlock classes, small enough to stay in L1:
 //   1. m_B = max over the block (reads x from memory);
@@ -695,8 +702,10 @@ A DenseLoss(const RowAccumulator<A>& acc, bool deterministic) {
 }
 
 // Dense loss of a whole row term by term, in TF's own order of operations:
-//   kernel mode:        loss = Σ_j y_j · (log s − z_j)      (xent_op.h, spec §3.1)
-//   deterministic mode: loss = −Σ_j y_j · (z_j − log s)     (−reduce_sum(y · log_softmax), §9)
+//   kernel mode:        loss = Σ_j y_j · (log s − z_j)      (xent_op.h,
+// docs/tf_behaviour.md#dense-kernel)
+//   deterministic mode: loss = −Σ_j y_j · (z_j − log s)     (−reduce_sum(y · log_softmax),
+// docs/tf_behaviour.md#determinism)
 // DenseLoss factors Σy out of the sum, which overflows when the labels are huge (Σy = inf
 // where every term is finite) and turns inf − inf into NaN where TF's terms give inf. The
 // kernel calls this instead for the rare rows whose factored result or statistics are not

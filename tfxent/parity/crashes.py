@@ -1,4 +1,5 @@
-"""Comparisons on a TF that would crash: what tfxent must answer instead (spec §11.2).
+"""Comparisons on a TF that would crash: what tfxent must answer instead
+(docs/tf_behaviour.md#version-matrix).
 
 TF 2.16.2's native dense kernel segfaults when the class dimension it receives is 0. A
 parity run must not call TF there, so `runner.compare` asks `tf_would_crash` first and, for

@@ -315,7 +315,8 @@ INTENTIONAL = (
         "`sparse_softmax_cross_entropy_with_logits` keep TF 1.x's `_sentinel` keyword guard",
         "The top-level functions are the TF 1.15 contract legacy code was written against: a "
         "positional call raises TF 1.x's `Only call … with named arguments` instead of silently "
-        "reading a TF 0.x `(logits, labels)` call in the TF ≥ 2.12 order (spec §1, DESIGN.md). "
+        "reading a TF 0.x `(logits, labels)` call in the TF ≥ 2.12 order "
+        "(docs/tf_behaviour.md#signatures, docs/design.md). "
         "`tfxent.nn` and `tfxent.compat.v1.nn` have TF's exact signatures.",
         "tests/test_surfaces.py::test_top_level_has_tf_1_15_signature, "
         "::test_top_level_rejects_positional_calls",
@@ -324,13 +325,15 @@ INTENTIONAL = (
         "Deprecation log lines name `tfxent.compat.v1.nn` instead of "
         "`tensorflow.python.ops.nn_ops`",
         "The lines are logged by tfxent's own functions, once per process and in the same "
-        "places as TF's (spec §2); naming TF's module would point users at code they do not "
+        "places as TF's (docs/tf_behaviour.md#deprecation-log-lines); naming TF's module would "
+        "point users at code they do not "
         "call.",
         "tests/test_surfaces.py::test_deprecation_log_lines_match_tf_once_per_process_and_graph_only_for_dim",
     ),
     (
         "Sparse bfloat16 logits are computed in float32 and rounded once",
-        "TF's sparse kernel computes in bfloat16 arithmetic (spec §4, §5), so its result carries "
+        "TF's sparse kernel computes in bfloat16 arithmetic (docs/tf_behaviour.md#dtypes, "
+        "docs/tf_behaviour.md#sparse-forward), so its result carries "
         "up to ~log2(C) bf16 rounding steps; tfxent's single rounding is at least as accurate and "
         "agrees with TF to a few bf16 ulp (tolerance.py: 8 eps).",
         "tests/test_parity_sparse.py::test_sparse_matches_tf[*bf16*] (cases `bf16`, `bf16_wide`)",
@@ -497,7 +500,8 @@ def render(results: dict[str, dict | None]) -> str:
         "",
         "## Differences between TF versions that tfxent follows",
         "",
-        "From `tfxent/_versions.py`, the one table of version-dependent behaviour (spec §11): "
+        "From `tfxent/_versions.py`, the one table of version-dependent behaviour "
+        "(docs/tf_behaviour.md#version-differences): "
         "tfxent reproduces whichever of these the installed TF has.",
         "",
         *_table(["behaviour", "versions", "TensorFlow", "tfxent", "pinned by"], following_rows()),

@@ -1,6 +1,7 @@
 """Run one parity case on tfxent and on the installed TF, in one execution mode, and compare.
 
-What is compared (spec §12): the loss's value, dtype and static/dynamic shape; gradients with
+What is compared (docs/tf_behaviour.md#checklist): the loss's value, dtype and static/dynamic
+shape; gradients with
 respect to logits and labels (or their absence); second order (Hessian-vector products with
 respect to logits and labels); and, when a call fails, the exception class and TF's message
 fragment. Modes: eager, `tf.function`, a v1 graph run in a Session with fully dynamic
@@ -233,7 +234,7 @@ def run(fn, case: Case, mode: str) -> Outcome:
 
 
 # Parts of error messages that name TF's own ops or nodes, which tfxent's messages name
-# differently; the fragment that remains is what users match on (spec §8).
+# differently; the fragment that remains is what users match on (docs/tf_behaviour.md#errors).
 _NOISE = (
     re.compile(r"\{\{function_node [^}]*\}\}\s*"),
     re.compile(r"\s*\[Op:[^\]]*\].*$", re.S),

@@ -2,7 +2,8 @@
 
 tfxent and TF compute the same formula with different reduction orders and (for f16/bf16)
 round the same f32 result, so values agree to a few units in the last place, not bitwise
-(spec §7: even TF's own kernels differ by 1-2 ulp between versions, and up to 63 ulp on
+(docs/tf_behaviour.md#numerics: even TF's own kernels differ by 1-2 ulp between versions, and up to
+63 ulp on
 2.16.2). The factors below are multiples of the dtype's machine epsilon:
 
 * float32/float64 losses and first-order gradients: 64 eps absolute-and-relative. A row sum
@@ -11,13 +12,16 @@ round the same f32 result, so values agree to a few units in the last place, not
   O(1) relative).
 * float16/bfloat16 dense: both sides compute in f32 and round once, so results differ by at
   most one rounding step: 2 eps.
-* bfloat16 sparse: TF computes in bfloat16 arithmetic (spec §4) while tfxent computes in f32
+* bfloat16 sparse: TF computes in bfloat16 arithmetic (docs/tf_behaviour.md#dtypes) while tfxent
+computes in f32
   and rounds once; TF's accumulated rounding is up to ~log2(C) bf16 ulp: 8 eps.
 * second order goes through different primitive sequences (matmul vs reduce): ×4.
 * a result is only as precise as the arithmetic that made it: labels of a wider dtype than
-  the logits get gradients computed in the logits' dtype and cast back (spec §4), so they
+  the logits get gradients computed in the logits' dtype and cast back
+  (docs/tf_behaviour.md#dtypes), so they
   are compared at the coarser of the two dtypes (`coarser`).
-* TF 2.16's kernels round differently from every other version (spec §7, §11.2): the factor
+* TF 2.16's kernels round differently from every other version (docs/tf_behaviour.md#numerics,
+docs/tf_behaviour.md#version-matrix): the factor
   comes from the version table (`tfxent._versions`, "kernel_rounding_2_16_2"), 1 elsewhere.
 """
 

@@ -1,4 +1,4 @@
-"""migration.md row 2: positional call whose names say nothing about the order."""
+"""docs/migration.md row 2: positional call whose names say nothing about the order."""
 import tensorflow as tf
 
 

@@ -1,4 +1,4 @@
-"""migration.md row 5: labels already stopped with tf.compat.v1.stop_gradient."""
+"""docs/migration.md row 5: labels already stopped with tf.compat.v1.stop_gradient."""
 import tensorflow as tf
 
 

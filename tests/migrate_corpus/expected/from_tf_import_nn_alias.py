@@ -1,4 +1,4 @@
-"""migration.md row 9: `from tensorflow import nn as tfnn`."""
+"""docs/migration.md row 9: `from tensorflow import nn as tfnn`."""
 from tensorflow import nn as tfnn
 import tensorflow as tf
 

@@ -1,4 +1,4 @@
-"""migration.md row 11: `import tensorflow` (no alias)."""
+"""docs/migration.md row 11: `import tensorflow` (no alias)."""
 import tensorflow
 
 

@@ -1,4 +1,4 @@
-"""migration.md row 10: a stored reference."""
+"""docs/migration.md row 10: a stored reference."""
 import tensorflow as tf
 
 

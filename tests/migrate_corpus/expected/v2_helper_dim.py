@@ -1,4 +1,4 @@
-"""migration.md row 7: the `_v2` function with dim (its labels' gradient flows)."""
+"""docs/migration.md row 7: the `_v2` function with dim (its labels' gradient flows)."""
 import tensorflow as tf
 
 

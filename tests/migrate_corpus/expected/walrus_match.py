@@ -1,4 +1,4 @@
-"""migration.md row 12: a file with `match`, `:=` and f-strings."""
+"""docs/migration.md row 12: a file with `match`, `:=` and f-strings."""
 import tensorflow as tf
 
 
