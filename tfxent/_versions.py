@@ -119,7 +119,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "runtime change, docs/tf_behaviour.md#errors, docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: its eager errors come from the same runtime, so they carry the "
         "suffix exactly where TF's do; the parity runner matches the message fragment before it.",
-        pinned_by="tests/test_versions.py::test_eager_error_suffix_follows_installed_tf",
+        pinned_by="tests/core/test_versions.py::test_eager_error_suffix_follows_installed_tf",
     ),
     Behaviour(
         key="kernel_rounding_2_16_2",
@@ -133,7 +133,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "docs/tf_behaviour.md#version-matrix.",
         tfxent_does="follows within tolerance: value() is the factor the parity tolerance is "
         "widened by on this version (tfxent/parity/tolerance.py).",
-        pinned_by="tests/test_versions.py::test_tolerance_widens_only_for_2_16",
+        pinned_by="tests/core/test_versions.py::test_tolerance_widens_only_for_2_16",
     ),
     Behaviour(
         key="dense_zero_classes_segfault",
@@ -147,7 +147,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "2.16.0/2.16.1 are treated alike so that the parity check never crashes.",
         tfxent_does="intentional difference: returns zeros (`+0.0`) like every other "
         "version; the parity check compares tfxent with that instead of calling TF.",
-        pinned_by="tests/test_versions.py::test_zero_class_substitute_matches_tf",
+        pinned_by="tests/core/test_versions.py::test_zero_class_substitute_matches_tf",
         intentional=True,
     ),
     Behaviour(
@@ -171,7 +171,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "(docs/tf_behaviour.md#version-matrix); both begin "
         "`Using a symbolic \\`tf.Tensor\\` as a Python \\`bool\\``.",
         tfxent_does="follows: the error is raised by TF's own tensor `__bool__`.",
-        pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
+        pinned_by="tests/core/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
     ),
     Behaviour(
         key="graph_tensor_type_name",
@@ -182,7 +182,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         tf_does="`… not Tensor` on 2.12-2.13, `… not SymbolicTensor` on 2.14+ (graph tensors "
         "got their own class, docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: the TypeError comes from TF's own tensor class.",
-        pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
+        pinned_by="tests/core/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
     ),
     Behaviour(
         key="graph_tensor_axis_indexes",
@@ -192,7 +192,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "and `range(axis)` take a constant tensor `axis` and the call succeeds; before, they "
         "raised the TypeError of `graph_tensor_type_name`.",
         tfxent_does="follows: the same Python statements run on TF's own tensor class.",
-        pinned_by="tests/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
+        pinned_by="tests/core/test_versions.py::test_tensor_axis_errors_follow_installed_tf",
     ),
     Behaviour(
         key="eager_record_module",
@@ -204,7 +204,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "`tensorflow.python.eager.record`; 2.12 has only the former.",
         tfxent_does='follows: code that needs them imports `_versions.module("eager_record_'
         'module")`.',
-        pinned_by="tests/test_versions.py::test_eager_record_module_has_the_helpers",
+        pinned_by="tests/core/test_versions.py::test_eager_record_module_has_the_helpers",
     ),
     Behaviour(
         key="gather_int16_indices",
@@ -216,7 +216,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "graphs); 2.13+ computes the loss (measured on 2.12.1 and 2.13.1).",
         tfxent_does="follows: where the kernel is missing, the call takes TF's determinism "
         "formula (the composite path), whose GatherV2 fails exactly as TF's does.",
-        pinned_by="tests/test_versions.py::test_int16_labels_follow_installed_tf",
+        pinned_by="tests/core/test_versions.py::test_int16_labels_follow_installed_tf",
     ),
     Behaviour(
         key="fingerprint_takes_proto",
@@ -226,7 +226,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "only `export_dir` and read saved_model.pb; 2.12 has no fingerprinting_utils.",
         tfxent_does="follows: `tfxent.saved_model` rewrites fingerprint.pb after adding its "
         "import hint with whichever signature the installed TF has.",
-        pinned_by="tests/test_saved_model.py::test_add_import_hint_is_idempotent",
+        pinned_by="tests/dropin/test_saved_model.py::test_add_import_hint_is_idempotent",
     ),
     Behaviour(
         key="numpy1_scalar_axis_fails",
@@ -237,7 +237,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "with dtype int64`; NumPy 2 works (2.12-2.17 wheels pin NumPy 1 here, "
         "docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: the axis goes through the same Python arithmetic and Range op.",
-        pinned_by="tests/test_versions.py::test_numpy_scalar_axis_follows_numpy",
+        pinned_by="tests/core/test_versions.py::test_numpy_scalar_axis_follows_numpy",
     ),
 )
 

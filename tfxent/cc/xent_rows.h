@@ -1,7 +1,7 @@
 // tfxent/cc/xent_rows.h: the row mathematics of softmax cross-entropy.
 //
 // Pure C++17 on Eigen's packet primitives; no TensorFlow headers, so it is unit-tested on
-// its own (tests/cc/test_xent_rows.cc). The OpKernels in xent_kernels.cc validate inputs,
+// its own (tests/build/cc/test_xent_rows.cc). The OpKernels in xent_kernels.cc validate inputs,
 // allocate outputs, split rows into runs of classes and call the functions below.
 //
 // Shapes. One row i of logits x[N, C] and labels y[N, C] (dense) or label l_i (sparse).
@@ -123,7 +123,7 @@ constexpr int64_t kLanes = ei::unpacket_traits<Packet<A>>::size;
 // Classes per block. 512 floats of logits plus 512 of labels is 4 KiB, and with the next
 // block in flight (Prefetch) 8 KiB, well inside L1; long enough that the per-block work
 // (one horizontal max, a few packet adds) is < 1% of the sweep. Measured on the AVX-512
-// development machine (tests/cc --bench, [8192, 32000] f32, one thread): 256 is 8% slower;
+// development machine (tests/build/cc --bench, [8192, 32000] f32, one thread): 256 is 8% slower;
 // 1024 is within 3% of 512 (a little faster forward, a little slower backward).
 constexpr int64_t kBlock = 512;
 
@@ -147,7 +147,7 @@ constexpr A kNaN = std::numeric_limits<A>::quiet_NaN();
 // quarter of the exp-and-sum loop on AVX-512: 0.58 -> 0.36 ns/element, L1-resident).
 // With the Eigen of TF 2.21 the result equals pexp bit for bit for every float z ≤ 88,
 // NaN and −inf, including the subnormal results of z ∈ [−104, −87] and 0 below (all 2^32
-// floats checked on the development machine; tests/cc samples float and double). Older
+// floats checked on the development machine; tests/build/cc samples float and double). Older
 // Eigen versions (TF 2.12) round some results differently, by at most an ulp for z ≥ −86.
 // Only z = +inf differs on purpose: NaN here, +inf in Eigen. The row loops never produce
 // it, since x = +inf makes m = +inf and z = inf − inf = NaN.
@@ -556,7 +556,7 @@ class OnlineRun {
 // Why: one run's loop waits on memory in pass 1 and on exp in pass 2, and a core overlaps
 // the two poorly within one stream. With a second, independent stream the core computes
 // one block's exps while the other block's loads are in flight (measured on the AVX-512
-// development VM, tests/cc --bench --rows 2048 --cols 30522: sparse forward 0.45 -> 0.35
+// development VM, tests/build/cc --bench --rows 2048 --cols 30522: sparse forward 0.45 -> 0.35
 // ns/element on one thread, where a plain streaming read takes 0.34-0.36; dense forward
 // 0.64 -> 0.59).
 template <typename T, typename Labels>

@@ -318,7 +318,7 @@ INTENTIONAL = (
         "reading a TF 0.x `(logits, labels)` call in the TF ≥ 2.12 order "
         "(docs/tf_behaviour.md#signatures, docs/design.md). "
         "`tfxent.nn` and `tfxent.compat.v1.nn` have TF's exact signatures.",
-        "tests/test_surfaces.py::test_top_level_has_tf_1_15_signature, "
+        "tests/core/test_surfaces.py::test_top_level_has_tf_1_15_signature, "
         "::test_top_level_rejects_positional_calls",
     ),
     (
@@ -328,7 +328,7 @@ INTENTIONAL = (
         "places as TF's (docs/tf_behaviour.md#deprecation-log-lines); naming TF's module would "
         "point users at code they do not "
         "call.",
-        "tests/test_surfaces.py::test_deprecation_log_lines_match_tf_once_per_process_and_graph_only_for_dim",
+        "tests/core/test_surfaces.py::test_deprecation_log_lines_match_tf_once_per_process_and_graph_only_for_dim",
     ),
     (
         "Sparse bfloat16 logits are computed in float32 and rounded once",
@@ -336,7 +336,8 @@ INTENTIONAL = (
         "docs/tf_behaviour.md#sparse-forward), so its result carries "
         "up to ~log2(C) bf16 rounding steps; tfxent's single rounding is at least as accurate and "
         "agrees with TF to a few bf16 ulp (tolerance.py: 8 eps).",
-        "tests/test_parity_sparse.py::test_sparse_matches_tf[*bf16*] (cases `bf16`, `bf16_wide`)",
+        "tests/parity/test_parity_sparse.py::test_sparse_matches_tf[*bf16*] "
+        "(cases `bf16`, `bf16_wide`)",
     ),
     (
         "Determinism on, sparse int16 labels: the logits' gradient is returned",
@@ -344,7 +345,7 @@ INTENTIONAL = (
         "array_grad's GatherV2 gradient (math_ops.range on an int16 batch size; on 2.22 nightly a "
         "NotFoundError for the int16 Range kernel instead), a TF bug with no message a user "
         "could act on; tfxent's gradient is the int32-label gradient.",
-        "tests/test_fuzz.py::test_known_issue[determinism-int16-labels-gradient]",
+        "tests/parity/test_fuzz.py::test_known_issue[determinism-int16-labels-gradient]",
     ),
     (
         "Labels near the dtype's largest value: a finite loss where TF's overflows",
@@ -353,7 +354,7 @@ INTENTIONAL = (
         "the huge labels cancel (it takes TF's term-by-term sum only when its own sum is not "
         "finite); likewise determinism mode's gradient, where TF scales −y by the upstream "
         "gradient before it sums. Such labels are not probabilities; the fuzz found them.",
-        "tests/test_fuzz.py::test_known_issue[overflowing-label-terms]",
+        "tests/parity/test_fuzz.py::test_known_issue[overflowing-label-terms]",
     ),
     (
         "v1 Session, dense float16/bfloat16 calls whose final Reshape fails: an error, not a "
@@ -364,15 +365,15 @@ INTENTIONAL = (
         "With half precision that Reshape is not the fetched node, so Grappler removes it as "
         "redundant and TF returns a loss of the wrong shape (e.g. [1] for a batch of 0). "
         "tfxent raises TF's InvalidArgumentError.",
-        "tests/test_fuzz.py::test_known_issue[session-half-final-reshape]",
+        "tests/parity/test_fuzz.py::test_known_issue[session-half-final-reshape]",
     ),
 )
 _PARITY_TESTS = {
-    "nn.dense": "tests/test_parity_dense.py::test_dense_matches_tf",
-    "v1.dense_v2": "tests/test_parity_dense.py::test_dense_matches_tf",
-    "v1.dense": "tests/test_parity_v1.py::test_v1_dense_matches_tf",
-    "nn.sparse": "tests/test_parity_sparse.py::test_sparse_matches_tf",
-    "v1.sparse": "tests/test_parity_sparse.py::test_sparse_matches_tf",
+    "nn.dense": "tests/parity/test_parity_dense.py::test_dense_matches_tf",
+    "v1.dense_v2": "tests/parity/test_parity_dense.py::test_dense_matches_tf",
+    "v1.dense": "tests/parity/test_parity_v1.py::test_v1_dense_matches_tf",
+    "nn.sparse": "tests/parity/test_parity_sparse.py::test_sparse_matches_tf",
+    "v1.sparse": "tests/parity/test_parity_sparse.py::test_sparse_matches_tf",
 }
 
 

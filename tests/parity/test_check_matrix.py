@@ -16,14 +16,14 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 </testsuite></testsuites>
 """
 
-FAULT = """tests/test_parity_dense.py ....
+FAULT = """tests/parity/test_parity_dense.py ....
 Fatal Python error: Segmentation fault
 
 Current thread 0x00007f (most recent call first):
   File "/x/site-packages/tensorflow/python/ops/gen_nn_ops.py", line 12068 in softmax
   File "/x/tfxent/parity/runner.py", line 117 in forward
   File "/x/tests/parity_helpers.py", line 21 in assert_parity
-  File "/x/tests/test_parity_dense.py", line 14 in test_dense_matches_tf
+  File "/x/tests/parity/test_parity_dense.py", line 14 in test_dense_matches_tf
   File "/x/site-packages/_pytest/python.py", line 159 in pytest_pyfunc_call
 """
 
@@ -42,7 +42,7 @@ def test_parse_junit_counts_and_failing_ids(tmp_path):
 
 def test_crash_summary_names_the_innermost_test_frame():
     assert matrix.crash_summary(FAULT) == (
-        "Segmentation fault in tests/test_parity_dense.py::test_dense_matches_tf"
+        "Segmentation fault in tests/parity/test_parity_dense.py::test_dense_matches_tf"
     )
     assert matrix.crash_summary("all fine") is None
     log = (

@@ -1,6 +1,6 @@
 """The C++ row mathematics (tfxent/cc/xent_rows.h), unit-tested without TensorFlow ops.
 
-Compiles tests/cc/test_xent_rows.cc with the flags the custom op is built with (TF's
+Compiles tests/build/cc/test_xent_rows.cc with the flags the custom op is built with (TF's
 compile flags, which carry the include directory holding Eigen, plus tfxent's own: -O3
 -march=native -DNDEBUG -fPIC, less the CPU features TF's headers reject), runs it, and
 requires exit status 0: a compile error or any failed check fails the test. The extra builds
@@ -22,8 +22,8 @@ import pytest
 
 from tfxent import _build
 
-REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO / "tests" / "cc" / "test_xent_rows.cc"
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = REPO / "tests" / "build" / "cc" / "test_xent_rows.cc"
 LINK_FLAGS = ["-pthread"]  # the --bench mode runs threads
 
 

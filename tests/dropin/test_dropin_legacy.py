@@ -1,6 +1,6 @@
 """Unmodified TF 1.x graph programs give TF's losses and weights, step by step, under patch().
 
-Each program in tests/dropin_programs/ is ordinary legacy code (placeholders, `Session`,
+Each program in tests/dropin/dropin_programs/ is ordinary legacy code (placeholders, `Session`,
 an optimizer's `minimize`, `tf.nn` and `tf.compat.v1.losses`) training on scikit-learn's
 digits. It runs twice, in fresh interpreters started side by side: on TensorFlow alone
 (tfxent never imported) and under `tfxent.patch()`. Every step's loss and every variable
@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("sklearn")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "dropin_programs"
 TF_XENT_OPS = {"SoftmaxCrossEntropyWithLogits", "SparseSoftmaxCrossEntropyWithLogits"}
 EPS32 = float(np.finfo(np.float32).eps)

@@ -28,7 +28,7 @@ import tfxent  # noqa: E402
 from tfxent import saved_model  # noqa: E402
 from tfxent.patch import patched  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "dropin_programs"
 RELOAD, RELOAD_TF1 = PROGRAMS / "reload_saved_model.py", PROGRAMS / "reload_tf1_saved_model.py"
 TF_XENT_OPS = {"SoftmaxCrossEntropyWithLogits", "SparseSoftmaxCrossEntropyWithLogits"}

@@ -15,7 +15,7 @@ import pytest
 
 from tfxent.migrate import cli
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 CORPUS = Path(__file__).parent / "migrate_corpus"
 SCE = "softmax_cross_entropy_with_logits"
 V1_CALL = f"import tensorflow as tf\nl = tf.nn.{SCE}(labels=y, logits=z, dim=1)\n"

@@ -16,7 +16,7 @@ Profiles:
 * fast (default, CI): a fixed, derandomised sample of 120 draws per strategy, about a minute.
 * long: 1500 fresh draws per strategy, also in a v1 Session and under XLA (one command):
 
-      TFXENT_REQUIRE_OP=1 python -m pytest tests/test_fuzz.py -m long
+      TFXENT_REQUIRE_OP=1 python -m pytest tests/parity/test_fuzz.py -m long
 
   HYPOTHESIS_PROFILE=long gives the default tests the long profile too. A failure prints
   a `@reproduce_failure` blob. Documented differences are in KNOWN_ISSUES: the fuzz records
@@ -694,7 +694,7 @@ def test_fast_profile_under_address_sanitizer():
     )
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        + [f"tests/test_fuzz.py::{name}" for name in _SANITIZED_TESTS],
+        + [f"tests/parity/test_fuzz.py::{name}" for name in _SANITIZED_TESTS],
         cwd=REPO,
         env=env,
         capture_output=True,

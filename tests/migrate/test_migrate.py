@@ -362,7 +362,7 @@ def test_docstring_examples():
 
 def test_migrate_package_does_not_import_tensorflow():
     # The codemod must run where TF is missing or slow: load it without tfxent/__init__.
-    package = Path(__file__).parents[1] / "tfxent"
+    package = Path(__file__).parents[2] / "tfxent"
     script = textwrap.dedent(f"""\
         import sys, types
         parent = types.ModuleType("tfxent"); parent.__path__ = [{str(package)!r}]

@@ -1,6 +1,6 @@
 """tfxent under tf.distribute: the same training as on one device, on tfxent's custom op.
 
-tests/dropin_programs/distributed_training.py trains a small network on scikit-learn's digits
+tests/dropin/dropin_programs/distributed_training.py trains a small network on scikit-learn's digits
 with a custom training loop (`tfxent.nn.sparse_softmax_cross_entropy_with_logits`, gradients
 all-reduced across replicas) and with Keras `fit` (`CategoricalCrossentropy(from_logits=True)`
 under `tfxent.patched()`), once on one device and under a strategy that splits every global
@@ -27,7 +27,7 @@ keras = pytest.importorskip("keras")
 if int(keras.__version__.split(".")[0]) < 3:
     pytest.skip("Keras 3 (TF 2.16+)", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROGRAM = Path(__file__).resolve().parent / "dropin_programs" / "distributed_training.py"
 EPS32 = float(np.finfo(np.float32).eps)
 TOLERANCE = 64 * EPS32  # all-reduce sums two half-batch gradients: a few ulps per step
