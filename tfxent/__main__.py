@@ -13,7 +13,7 @@ import sys
 
 # Imported lazily, so `--help` and one subcommand never pay for the others.
 SUBCOMMANDS = {
-    "check": "tfxent.parity.check",
+    "check": "tfxent.cli.check",
     "bench": "tfxent.bench",
     "migrate": "tfxent.migrate.cli",
     "build": "tfxent.commands.build",

@@ -1,10 +1,10 @@
 """Everything that differs between TensorFlow versions, in one table
 (docs/tf_behaviour.md#version-differences).
 
-tfxent reproduces the installed TF, so where TF versions differ tfxent either follows the
-installed version (most rows) or deliberately returns what every other version returns
-(the 2.16 zero-class segfault). Code and tests ask this module instead of comparing
-version strings themselves:
+tfxent reproduces the installed TF, so where TF versions differ tfxent follows the installed
+version; the one row it does not follow (the 2.16 zero-class segfault) is an intentional
+difference, described with the others in tfxent/parity/differences.py. Code and tests ask
+this module instead of comparing version strings themselves:
 
     >>> from tfxent import _versions
     >>> _versions.has("eager_error_name_suffix", tf_version="2.12.1")
@@ -14,6 +14,7 @@ version strings themselves:
 
 Each row says which TF (or NumPy) versions have the behaviour, what the behaviour is, what
 tfxent does about it and which test pins it; compat_matrix.md lists the rows verbatim.
+Run as doctests by tests/docs/test_doctests.py.
 """
 
 from __future__ import annotations
@@ -81,8 +82,7 @@ class Behaviour:
     """One difference between TF versions.
 
     `tf` / `numpy` are version specs for where the behaviour is present; `present` and
-    `absent` are what `value()` returns inside and outside them. `intentional` marks the
-    rows where tfxent deliberately does *not* reproduce the installed TF.
+    `absent` are what `value()` returns inside and outside them.
     """
 
     key: str
@@ -94,7 +94,6 @@ class Behaviour:
     tf_does: str = ""
     tfxent_does: str = ""
     pinned_by: str = ""
-    intentional: bool = False
 
     def applies(self, tf_version: Version, numpy_version: Version) -> bool:
         return _matches(self.tf, tf_version) and _matches(self.numpy, numpy_version)
@@ -145,10 +144,9 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "error for `[0,0]` in eager/Session), docs/tf_behaviour.md#version-matrix. Measured on "
         "2.16.2; "
         "2.16.0/2.16.1 are treated alike so that the parity check never crashes.",
-        tfxent_does="intentional difference: returns zeros (`+0.0`) like every other "
-        "version; the parity check compares tfxent with that instead of calling TF.",
+        tfxent_does="does not follow: the intentional difference `tf216-dense-zero-classes` "
+        "(tfxent/parity/differences.py).",
         pinned_by="tests/core/test_versions.py::test_zero_class_substitute_matches_tf",
-        intentional=True,
     ),
     Behaviour(
         key="xla_rounding_pre_2_19",
@@ -159,7 +157,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "(docs/tf_behaviour.md#xla, docs/tf_behaviour.md#version-matrix).",
         tfxent_does="follows: under XLA tfxent lowers to TF's own XLA ops, so it rounds like "
         "the installed TF's XLA within the parity tolerance.",
-        pinned_by="tfxent check / tests parity runner, mode xla",
+        pinned_by="tests/parity/test_parity_dense.py::"
+        "test_dense_matches_tf[nn.dense:f32_soft-xla-kernel]",
     ),
     Behaviour(
         key="autograph_bool_message",

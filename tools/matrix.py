@@ -1,4 +1,4 @@
-"""`python -m tfxent.parity.matrix`: run tfxent on every TF minor and write compat_matrix.md.
+"""`python -m tools.matrix`: run tfxent on every TF minor and write compat_matrix.md.
 
 For each TensorFlow version (2.12 … 2.21 and tf-nightly-cpu) this runs, in that version's
 tox environment (tox.ini):
@@ -17,7 +17,9 @@ Each version's result is stored as JSON in the results directory (default
 stored results of every version, so `--versions 2.16` re-runs one row and keeps the others.
 The file is a pure function of the results: `--render-only` reproduces it exactly, and
 re-running the versions reproduces it apart from dates and timings. Logs, junit.xml and the
-full check reports go to `.tox/matrix-logs/`.
+full check reports go to `.tox/matrix-logs/`. The rendering is tools/matrix_render.py.
+
+This is a maintainer's tool, not part of the package: run it from the repository root.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import argparse
 import concurrent.futures
 import datetime
 import json
-import os
 import re
 import shlex
 import shutil
@@ -36,15 +37,13 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from tools.matrix_render import ROOT, VERSIONS, green, render
+
 DESCRIPTION = __doc__.split("\n\n")[0]
 
-# Version label -> tox environment, in the matrix's row order.
-VERSIONS = {f"2.{minor}": f"tf2.{minor}" for minor in range(12, 22)}
-VERSIONS["nightly"] = "tf-nightly"
 # The order to run them in when time is short: newest, oldest, the odd one, the rest.
 PRIORITY = ("2.21", "2.12", "2.16", "2.13", "2.20", "2.14", "2.19", "2.15", "2.18", "2.17")
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "compat_matrix.md"
 RESULTS = ROOT / "compat" / "results"
 LOGS = ROOT / ".tox" / "matrix-logs"
@@ -249,273 +248,6 @@ def _load(path: Path) -> dict | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _clean(text: str, limit: int | None = 220) -> str:
-    """A problem line without machine-specific paths, addresses or runs of whitespace."""
-    text = re.sub(r"[^\s'\"(]*/site-packages/", "<site-packages>/", text)
-    text = text.replace(str(ROOT) + os.sep, "")
-    text = re.sub(r"0x[0-9a-f]{6,}", "0x…", text)
-    text = re.sub(r"\s+", " ", text).replace("|", "\\|")
-    if limit is None or len(text) <= limit:
-        return text
-    return text[:limit] + "…"
-
-
-def _tests_cells(tests: dict | None) -> list[str]:
-    if not tests:
-        return ["—", "—", "—"]
-    if tests.get("passed") is None:
-        return ["—", "crashed", "—"]
-    return [str(tests["passed"]), str(tests["failed"]), str(tests["skipped"])]
-
-
-def row(label: str, result: dict | None) -> list[str]:
-    from tfxent.parity import check as check_module
-
-    n_columns = len(check_module.COLUMNS)
-    if result is None:
-        return [label, *["not run"] + ["—"] * (n_columns - 1), "—", "—", "—", "—", "—", "—"]
-    report = result.get("check") or {}
-    if "row" in report:
-        cells = [report["row"].get(key, "—") for key, _ in check_module.COLUMNS]
-    else:
-        cells = ["crashed"] + ["—"] * (n_columns - 1)
-    build = report.get("op_build_seconds")
-    version = report.get("tensorflow") or label
-    return [
-        version,
-        *cells,
-        *_tests_cells(result.get("tests")),
-        f"{build:.0f} s" if isinstance(build, int | float) else "—",
-        report.get("python", "—"),
-        report.get("date", "—"),
-    ]
-
-
-def green(result: dict | None) -> bool:
-    if not result:
-        return False
-    tests, report = result.get("tests") or {}, result.get("check") or {}
-    return bool(report.get("ok")) and tests.get("failed") == 0 and not tests.get("crash")
-
-
-def _table(headings: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
-    out += ["| " + " | ".join(cells) + " |" for cells in rows]
-    return out
-
-
-# Intentional differences that the parity catalogue cannot show (it compares tf.nn mirrors);
-# the catalogue's own known differences and the version table's intentional rows are added.
-INTENTIONAL = (
-    (
-        "Top-level `tfxent.softmax_cross_entropy_with_logits` / "
-        "`sparse_softmax_cross_entropy_with_logits` keep TF 1.x's `_sentinel` keyword guard",
-        "The top-level functions are the TF 1.15 contract legacy code was written against: a "
-        "positional call raises TF 1.x's `Only call … with named arguments` instead of silently "
-        "reading a TF 0.x `(logits, labels)` call in the TF ≥ 2.12 order "
-        "(docs/tf_behaviour.md#signatures, docs/design.md). "
-        "`tfxent.nn` and `tfxent.compat.v1.nn` have TF's exact signatures.",
-        "tests/core/test_surfaces.py::test_top_level_has_tf_1_15_signature, "
-        "::test_top_level_rejects_positional_calls",
-    ),
-    (
-        "Deprecation log lines name `tfxent.compat.v1.nn` instead of "
-        "`tensorflow.python.ops.nn_ops`",
-        "The lines are logged by tfxent's own functions, once per process and in the same "
-        "places as TF's (docs/tf_behaviour.md#deprecation-log-lines); naming TF's module would "
-        "point users at code they do not "
-        "call.",
-        "tests/core/test_surfaces.py::test_deprecation_log_lines_match_tf_once_per_process_and_graph_only_for_dim",
-    ),
-    (
-        "Sparse bfloat16 logits are computed in float32 and rounded once",
-        "TF's sparse kernel computes in bfloat16 arithmetic (docs/tf_behaviour.md#dtypes, "
-        "docs/tf_behaviour.md#sparse-forward), so its result carries "
-        "up to ~log2(C) bf16 rounding steps; tfxent's single rounding is at least as accurate and "
-        "agrees with TF to a few bf16 ulp (tolerance.py: 8 eps).",
-        "tests/parity/test_parity_sparse.py::test_sparse_matches_tf[*bf16*] "
-        "(cases `bf16`, `bf16_wide`)",
-    ),
-    (
-        "Determinism on, sparse int16 labels: the logits' gradient is returned",
-        "TF (2.13+) computes the loss but its gradient fails with a bare AssertionError inside "
-        "array_grad's GatherV2 gradient (math_ops.range on an int16 batch size; on 2.22 nightly a "
-        "NotFoundError for the int16 Range kernel instead), a TF bug with no message a user "
-        "could act on; tfxent's gradient is the int32-label gradient.",
-        "tests/parity/test_fuzz.py::test_known_issue[determinism-int16-labels-gradient]",
-    ),
-    (
-        "Labels near the dtype's largest value: a finite loss where TF's overflows",
-        "TF sums y·(lse − x) term by term, so with labels near the dtype's maximum the terms "
-        "overflow and its loss is NaN or inf; tfxent's fused Σy·lse − Σy·x stays finite when "
-        "the huge labels cancel (it takes TF's term-by-term sum only when its own sum is not "
-        "finite); likewise determinism mode's gradient, where TF scales −y by the upstream "
-        "gradient before it sums. Such labels are not probabilities; the fuzz found them.",
-        "tests/parity/test_fuzz.py::test_known_issue[overflowing-label-terms]",
-    ),
-    (
-        "v1 Session, dense float16/bfloat16 calls whose final Reshape fails: an error, not a "
-        "wrong-shaped loss",
-        "Where TF's final Reshape of the kernel's rows fails (zero classes, e.g. logits [0, 0], "
-        "where its kernel gives one row; labels that broadcast to more rows than the logits "
-        "have), it fails for float32, eagerly, and in a Session with the graph optimizer off. "
-        "With half precision that Reshape is not the fetched node, so Grappler removes it as "
-        "redundant and TF returns a loss of the wrong shape (e.g. [1] for a batch of 0). "
-        "tfxent raises TF's InvalidArgumentError.",
-        "tests/parity/test_fuzz.py::test_known_issue[session-half-final-reshape]",
-    ),
-)
-_PARITY_TESTS = {
-    "nn.dense": "tests/parity/test_parity_dense.py::test_dense_matches_tf",
-    "v1.dense_v2": "tests/parity/test_parity_dense.py::test_dense_matches_tf",
-    "v1.dense": "tests/parity/test_parity_v1.py::test_v1_dense_matches_tf",
-    "nn.sparse": "tests/parity/test_parity_sparse.py::test_sparse_matches_tf",
-    "v1.sparse": "tests/parity/test_parity_sparse.py::test_sparse_matches_tf",
-}
-
-
-def intentional_rows() -> list[list[str]]:
-    from tfxent import _versions
-    from tfxent.parity import cases
-
-    rows = [[_clean(a, None), _clean(b, None), c] for a, b, c in INTENTIONAL]
-    for known in getattr(cases, "KNOWN_DIFFERENCES", ()):
-        tests = sorted({_PARITY_TESTS.get(api, api) for api in known.apis})
-        det = {None: "", True: ", determinism on", False: ", determinism off"}[known.deterministic]
-        scope = f"cases {', '.join(f'`{n}`' for n in known.names)} in {'/'.join(known.modes)}{det}"
-        rows.append(
-            [f"`{known.key}`", _clean(known.reason, None), f"{'; '.join(tests)} ({scope})"]
-        )  # fmt: skip
-    for behaviour in _versions.BEHAVIOURS:
-        if behaviour.intentional:
-            rows.append(
-                [
-                    f"{behaviour.summary} ({behaviour.versions}): tfxent does not",
-                    _clean(f"{behaviour.tf_does} {behaviour.tfxent_does}", None),
-                    behaviour.pinned_by,
-                ]
-            )
-    return rows
-
-
-def following_rows() -> list[list[str]]:
-    from tfxent import _versions
-
-    return [
-        [f"`{b.key}`: {b.summary}", b.versions, _clean(b.tf_does, None),
-         _clean(b.tfxent_does, None), b.pinned_by]
-        for b in _versions.BEHAVIOURS
-        if not b.intentional
-    ]  # fmt: skip
-
-
-def failure_lines(label: str, result: dict | None) -> list[str]:
-    if result is None:
-        return []
-    lines = []
-    tests = result.get("tests") or {}
-    if tests.get("pytest_args"):
-        words = shlex.split(tests["pytest_args"])
-        deselected = words.count("--deselect")
-        others = [w for i, w in enumerate(words) if w != "--deselect" and (
-            i == 0 or words[i - 1] != "--deselect")]  # fmt: skip
-        lines.append(
-            "- test suite run with extra pytest arguments"
-            + (f": {deselected} tests deselected" if deselected else "")
-            + (f"; `{_clean(shlex.join(others))}`" if others else "")
-        )
-    if tests.get("crash"):
-        lines.append(f"- tests crashed: {_clean(tests['crash'])}")
-    for test_id in tests.get("failing", []):
-        lines.append(f"- test failed: `{_clean(test_id)}`")
-    report = result.get("check") or {}
-    if report.get("crash"):
-        lines.append(f"- check crashed: {_clean(report['crash'])}")
-    for s in report.get("signatures", []):
-        for problem in s["problems"]:
-            lines.append(f"- signature `{s['function']}`: {_clean(problem)}")
-    for failure in report.get("failures", []):
-        det = "determinism on" if failure["deterministic"] else "determinism off"
-        first = _clean(failure["problems"][0]) if failure["problems"] else ""
-        more = len(failure["problems"]) - 1
-        lines.append(
-            f"- check `{failure['case']}` [{failure['mode']}, {det}]: {first}"
-            + (f" (+{more} more)" if more > 0 else "")
-        )
-    if not lines:
-        return []
-    version = report.get("tensorflow") or label
-    return [f"### TF {version}", "", *lines, ""]
-
-
-def render(results: dict[str, dict | None]) -> str:
-    from tfxent.parity import check as check_module
-
-    headings = [
-        *check_module.row_headings(),
-        "tests passed",
-        "failed",
-        "skipped",
-        "op build",
-        "Python",
-        "date",
-    ]
-    rows = [row(label, results.get(label)) for label in VERSIONS]
-    ran = [label for label in VERSIONS if results.get(label)]
-    all_green = ran and all(green(results[label]) for label in ran)
-    lines = [
-        "# tfxent compatibility matrix",
-        "",
-        "<!-- Generated by `python -m tfxent.parity.matrix`; do not edit by hand. -->",
-        "",
-        "One row per TensorFlow version, from actual runs: `tox -e <env>` builds tfxent's op "
-        "against that TF and runs the whole test suite (tests passed/failed/skipped), and "
-        "`python -m tfxent check` in the same environment compares tfxent with that TF's "
-        "`tf.nn` (the other columns; `python -m tfxent check` prints the same row for the "
-        "TF you have). Regenerate with `python -m tfxent.parity.matrix` "
-        "(`--versions 2.16` re-runs one row).",
-        "",
-        "Cells: ✓ every comparison agrees (or shows exactly its documented difference); "
-        "✗ n: n comparisons differ; — not run. *values*, *gradients* and *errors* are eager "
-        "and `tf.function` with op determinism off; *determinism* is every mode with it on; "
-        "*XLA* is `jit_compile=True`; *v1 graph* a `tf.compat.v1.Session` with dynamic "
-        "placeholders.",
-        "",
-        *_table(headings, rows),
-        "",
-        (
-            "Every row that ran is green."
-            if all_green
-            else "Rows that are not green are explained under *Failures and notes* below."
-        ),
-        "",
-        "## Intentional differences",
-        "",
-        "Where tfxent deliberately does not reproduce the installed TF, each with its reason "
-        "and the test that pins it (a pinned difference that disappears fails its test).",
-        "",
-        *_table(["difference", "reason", "pinned by"], intentional_rows()),
-        "",
-        "## Differences between TF versions that tfxent follows",
-        "",
-        "From `tfxent/_versions.py`, the one table of version-dependent behaviour "
-        "(docs/tf_behaviour.md#version-differences): "
-        "tfxent reproduces whichever of these the installed TF has.",
-        "",
-        *_table(["behaviour", "versions", "TensorFlow", "tfxent", "pinned by"], following_rows()),
-        "",
-        "## Failures and notes",
-        "",
-    ]
-    failures = [line for label in VERSIONS for line in failure_lines(label, results.get(label))]
-    lines += failures or ["None in the runs above.", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -573,7 +305,7 @@ def selected(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tfxent.parity.matrix",
+        prog="python -m tools.matrix",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

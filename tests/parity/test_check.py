@@ -1,5 +1,6 @@
-"""`python -m tfxent check` (tfxent/parity/check.py): selection, classification into the
-compat-matrix columns, the 2.16 crash guard, signatures, and one small end-to-end run."""
+"""`python -m tfxent check` (tfxent/cli/check.py, tfxent/parity/check.py and report.py):
+selection, classification into the compat-matrix columns, closeness to TF, the 2.16 crash
+guard, signatures, and one small end-to-end run."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfxent import __main__ as cli
 from tfxent import _versions
-from tfxent.parity import check, crashes, runner
-from tfxent.parity.cases import Case, catalogue
+from tfxent.cli import check as check_command
+from tfxent.parity import check, crashes, runner, tolerance
+from tfxent.parity import report as check_report
+from tfxent.parity.calls import Outcome
+from tfxent.parity.cases import MODES, Case, catalogue
 
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    check.add_args(parser)
+    check_command.add_args(parser)
     return parser.parse_args(list(argv))
 
 
@@ -38,7 +43,7 @@ def test_default_scope_runs_everything_in_eager_and_session_and_the_subset_elsew
     chosen = _selected(check.plan_units(_args(), cases))
     everything = [c.id for c in cases]
     quick = [c.id for c in cases if c.name in check.QUICK_NAMES and c.api in check.PRIMARY_SURFACES]
-    assert set(chosen) == {(m, d) for m in check.MODES for d in (False, True)}
+    assert set(chosen) == {(m, d) for m in MODES for d in (False, True)}
     for det in (False, True):
         assert chosen[("eager", det)] == everything
         assert chosen[("session", det)] == everything
@@ -63,7 +68,7 @@ def test_full_quick_modes_determinism_and_filter():
 
 
 def test_bad_mode_is_a_usage_error(capsys):
-    assert check.run(_args("--modes", "eager,graph")) == 2
+    assert check_command.run(_args("--modes", "eager,graph")) == 2
     assert "unknown mode" in capsys.readouterr().err
 
 
@@ -85,7 +90,7 @@ def test_columns_classify_by_mode_then_by_aspect():
         _result("xla"),
         _result("eager", True, problems=["loss: signed zeros differ"]),
     ]
-    table = check.columns(results, signatures)
+    table = check_report.columns(results, signatures)
     assert table["signatures"] == {"checked": 2, "failed": 1}
     assert table["values"] == {"checked": 4, "failed": 1}
     assert table["gradients_1"] == {"checked": 3, "failed": 1}
@@ -94,12 +99,12 @@ def test_columns_classify_by_mode_then_by_aspect():
     assert table["v1_graph"] == {"checked": 1, "failed": 1}
     assert table["xla"] == {"checked": 1, "failed": 0}
     assert table["determinism"] == {"checked": 1, "failed": 1}
-    assert [check.cell(table[k]) for k in ("xla", "values")] == ["✓", "✗ 1"]
-    assert check.cell(check.columns([], [])["xla"]) == "—"
+    assert [check_report.cell(table[k]) for k in ("xla", "values")] == ["✓", "✗ 1"]
+    assert check_report.cell(check_report.columns([], [])["xla"]) == "—"
 
 
 def test_signatures_match_installed_tf_and_pin_the_tf1_contract():
-    rows = check.compare_signatures()
+    rows = check_report.compare_signatures()
     assert [r for r in rows if r["problems"]] == []
     functions = {r["function"] for r in rows}
     assert "tfxent.nn.softmax_cross_entropy_with_logits" in functions
@@ -146,8 +151,6 @@ def test_units_on_a_crashing_version_compare_tfxent_with_other_versions(monkeypa
 
 
 def test_outcome_problems_catch_wrong_answers():
-    from tfxent.parity.runner import Outcome
-
     expected = {"error": None, "shape": (2,), "dtype": "float32"}
     good = Outcome(values={"loss": np.zeros(2, np.float32)}, dtypes={"loss": "float32"})
     assert crashes.outcome_problems(good, expected) == []
@@ -155,6 +158,51 @@ def test_outcome_problems_catch_wrong_answers():
     assert crashes.outcome_problems(negative, expected)
     raised = Outcome(error=ValueError("boom"))
     assert crashes.outcome_problems(raised, expected)
+
+
+def test_ulp_distance_counts_representable_values():
+    one = np.float32(1.0)
+    up = np.nextafter(one, np.float32(2.0))
+    assert tolerance.ulp_distance(np.array([one, 0.0]), np.array([one, -0.0])) == 0
+    assert tolerance.ulp_distance(np.array([one], np.float32), np.array([up], np.float32)) == 1
+    tiny = np.float32(1e-45)  # the smallest subnormal: -tiny and +tiny are 2 apart
+    assert tolerance.ulp_distance(np.array([-tiny]), np.array([tiny])) == 2
+    assert (
+        tolerance.ulp_distance(np.array([np.nan], np.float32), np.array([np.nan], np.float32)) == 0
+    )
+    bf16 = tf.bfloat16.as_numpy_dtype
+    assert tolerance.ulp_distance(np.array([1.0], bf16), np.array([1.0078125], bf16)) == 1
+    assert tolerance.ulp_distance(np.array([1.0], np.float32), np.array([1.0])) is None
+    assert not tolerance.bit_identical(np.array([0.0]), np.array([-0.0]))
+    assert tolerance.bit_identical(np.array([np.nan, 2.0]), np.array([np.nan, 2.0]))
+
+
+def test_closeness_of_outcomes_and_its_summary():
+    same = np.array([1.0, 2.0], np.float32)
+    near = np.array([1.0, np.nextafter(np.float32(2.0), np.float32(3.0))], np.float32)
+    identical = Outcome(values={"loss": same, "grad_labels": None})
+    assert runner._closeness(identical, Outcome(values={"loss": same.copy()})) == (True, 0)
+    assert runner._closeness(identical, Outcome(values={"loss": near})) == (False, 1)
+    assert runner._closeness(Outcome(), Outcome()) == (None, None)
+    results = [
+        _result(),
+        _result(),
+        _result(problems=["loss: values differ"]),
+        _result(raised=True),
+    ]
+    for r, (kind, ulp) in zip(
+        results,
+        [("bit-identical", 0), ("within tolerance", 7), ("differing", 99), ("no values", None)],
+        strict=True,
+    ):
+        r.closeness, r.max_ulp = kind, ulp
+    summary = check_report.closeness(results)
+    assert summary == {
+        "bit-identical": 1, "within tolerance": 1, "differing": 1, "no values": 1, "known": 0,
+        "max_ulp": 7,
+    }  # fmt: skip
+    assert check_report.identity_cell(summary) == "1/3"
+    assert check_report.identity_cell(None) == "—"
 
 
 def test_end_to_end_json_report(tmp_path, capsys):
@@ -170,6 +218,11 @@ def test_end_to_end_json_report(tmp_path, capsys):
     assert set(report) >= {"tfxent", "tensorflow", "python", "op_build_seconds", "date", "row"}
     assert "compat_matrix.md row:" in printed and report["tensorflow"] in printed
     assert set(report["version_behaviours"]) == {b.key for b in _versions.BEHAVIOURS}
+    closeness = report["closeness"]
+    assert sum(closeness[kind] for kind in check_report.CLOSENESS) == report["comparisons"]
+    assert closeness["differing"] == 0 and closeness["no values"] == 0
+    assert "closeness to TF:" in printed and "bit-identical" in printed
+    assert report["row"]["bit_identical"] == check_report.identity_cell(closeness)
 
 
 @pytest.mark.slow

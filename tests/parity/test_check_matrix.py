@@ -1,11 +1,16 @@
-"""`python -m tfxent.parity.matrix` (tfxent/parity/matrix.py) without running tox: result
-parsing, version selection, and a rendering that is a pure function of the results."""
+"""`python -m tools.matrix` (tools/matrix.py, tools/matrix_render.py) without running tox:
+result parsing, version selection, a rendering that is a pure function of the results, and
+compat_matrix.md as the rendering of the stored results."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from tfxent.parity import check, matrix
+import pytest
+from conftest_helpers import REPO
+
+from tfxent.parity import differences, report
+from tools import matrix, matrix_render
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="1" failures="2" skipped="3" tests="20">
@@ -62,7 +67,7 @@ def test_versions_cover_2_12_to_2_21_and_nightly_in_priority_order():
 
 
 def _result(version: str, ok: bool = True, failing=(), date="2026-01-01", seconds=41.7):
-    row = {key: "✓" for key, _ in check.COLUMNS}
+    row = {key: "✓" for key, _ in report.COLUMNS}
     failures = []
     if not ok:
         row["values"] = "✗ 1"
@@ -93,14 +98,14 @@ def _result(version: str, ok: bool = True, failing=(), date="2026-01-01", second
 
 def test_render_is_deterministic_apart_from_dates_and_timings():
     results = {"2.21": _result("2.21.0"), "2.12": _result("2.12.1", ok=False)}
-    first = matrix.render(results)
-    again = matrix.render(dict(reversed(list(results.items()))))
+    first = matrix_render.render(results)
+    again = matrix_render.render(dict(reversed(list(results.items()))))
     assert first == again
     later = {
         "2.21": _result("2.21.0", date="2027-02-02", seconds=12.0),
         "2.12": _result("2.12.1", ok=False, date="2027-02-02", seconds=99.0),
     }
-    rendered = matrix.render(later)
+    rendered = matrix_render.render(later)
     assert rendered != first
     normalise = lambda text: text.replace("2027-02-02", "D").replace("2026-01-01", "D")  # noqa: E731
     assert normalise(rendered).replace("12 s", "T").replace("99 s", "T") == normalise(
@@ -110,7 +115,7 @@ def test_render_is_deterministic_apart_from_dates_and_timings():
 
 def test_render_has_a_row_per_version_and_explains_failures():
     results = {"2.21": _result("2.21.0"), "2.16": _result("2.16.2", failing=["tests/t.py::x"])}
-    text = matrix.render(results)
+    text = matrix_render.render(results)
     table = [line for line in text.splitlines() if line.startswith("| ")]
     labels = [line.split("|")[1].strip() for line in table[1:]]
     assert labels[: len(matrix.VERSIONS)] == [
@@ -120,27 +125,57 @@ def test_render_has_a_row_per_version_and_explains_failures():
     assert "not run" in table[1]
     assert "### TF 2.16.2" in text and "`tests/t.py::x`" in text
     assert "## Intentional differences" in text and "_sentinel" in text
+    for difference in differences.DIFFERENCES:
+        assert f"`{difference.pinned_by}`" in text
     assert "## Differences between TF versions that tfxent follows" in text
     assert "eager_error_name_suffix" in text
 
 
 def test_clean_shortens_site_packages_and_project_paths():
     text = f"ImportError: x ({matrix.ROOT}/.tox/tf2.12/lib/python3.11/site-packages/tf/a.py)"
-    assert matrix._clean(text) == "ImportError: x (<site-packages>/tf/a.py)"
-    assert matrix._clean(f"at {matrix.ROOT}/tfxent/b.py") == "at tfxent/b.py"
+    assert matrix_render._clean(text) == "ImportError: x (<site-packages>/tf/a.py)"
+    assert matrix_render._clean(f"at {matrix.ROOT}/tfxent/b.py") == "at tfxent/b.py"
 
 
 def test_render_strips_machine_paths():
-    text = matrix.render({"2.12": _result("2.12.1", ok=False)})
+    text = matrix_render.render({"2.12": _result("2.12.1", ok=False)})
     assert str(matrix.ROOT) not in text
     assert "tfxent/x.py \\|" in text and "(+1 more)" in text
 
 
 def test_green_needs_parity_and_no_failed_or_crashed_tests():
-    assert matrix.green(_result("2.21.0"))
-    assert not matrix.green(_result("2.21.0", ok=False))
-    assert not matrix.green(_result("2.21.0", failing=["t"]))
+    assert matrix_render.green(_result("2.21.0"))
+    assert not matrix_render.green(_result("2.21.0", ok=False))
+    assert not matrix_render.green(_result("2.21.0", failing=["t"]))
     crashed = _result("2.21.0")
     crashed["tests"] = {"passed": None, "crash": "Segmentation fault"}
-    assert not matrix.green(crashed)
-    assert not matrix.green(None)
+    assert not matrix_render.green(crashed)
+    assert not matrix_render.green(None)
+
+
+def test_results_without_a_bit_identical_column_show_a_dash():
+    old = _result("2.21.0")
+    del old["check"]["row"]["bit_identical"]
+    text = matrix_render.render({"2.21": old})
+    row = next(line for line in text.splitlines() if line.startswith("| 2.21.0 "))
+    headings = next(line for line in text.splitlines() if line.startswith("| TF "))
+    cells = dict(zip(headings.split(" | "), row.split(" | "), strict=True))
+    assert cells["bit-identical"] == "—"
+    assert cells["XLA"] == "✓"
+
+
+def test_the_version_table_lists_only_the_rows_tfxent_follows():
+    followed = {row[0].split("`")[1] for row in matrix_render.following_rows()}
+    assert "dense_zero_classes_segfault" not in followed
+    assert "eager_error_name_suffix" in followed
+
+
+def test_compat_matrix_md_is_the_rendering_of_the_stored_results():
+    results = {}
+    for label, env in matrix_render.VERSIONS.items():
+        path = REPO / "compat" / "results" / f"{env}.json"
+        results[label] = json.loads(path.read_text()) if path.exists() else None
+    expected = matrix_render.render(results)
+    assert (REPO / "compat_matrix.md").read_text(encoding="utf-8") == expected, (
+        "compat_matrix.md is stale: run `python -m tools.matrix --render-only`"
+    )

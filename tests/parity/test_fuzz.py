@@ -19,10 +19,11 @@ Profiles:
       TFXENT_REQUIRE_OP=1 python -m pytest tests/parity/test_fuzz.py -m long
 
   HYPOTHESIS_PROFILE=long gives the default tests the long profile too. A failure prints
-  a `@reproduce_failure` blob. Documented differences are in KNOWN_ISSUES: the fuzz records
-  them as events (`--hypothesis-show-statistics`) and keeps exploring, and test_known_issue
-  pins each on a minimal example. Bugs the fuzz found and that are fixed are in FIXED_ISSUES,
-  kept at parity by test_fixed_issue_stays_fixed.
+  a `@reproduce_failure` blob. Known differences are those of tfxent/parity/differences.py,
+  which the runner accepts: the fuzz records them as events (`--hypothesis-show-statistics`)
+  and keeps exploring, and tests/parity/test_differences.py pins each on its minimal
+  example. Bugs the fuzz found and that are fixed are in FIXED_ISSUES, kept at parity by
+  test_fixed_issue_stays_fixed.
 
 The AddressSanitizer run (`test_fast_profile_under_address_sanitizer`, long) repeats the fast
 profile in a child process with TFXENT_SANITIZE=address and the ASan runtime preloaded.
@@ -34,8 +35,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tfxent import _backend, _build, _versions
+from tfxent import _backend, _build
 from tfxent.parity import crashes, runner
 from tfxent.parity.cases import Case
 
@@ -290,77 +289,7 @@ def sparse_cases(draw) -> Case:
     return Case(name + str(list(label_shape)), api, labels, logits)
 
 
-# --- known issues ------------------------------------------------------------------------------
-
-
-def _dtype(value: object) -> np.dtype:
-    return np.asarray(value).dtype
-
-
-def _is_float_dtype(dtype: np.dtype) -> bool:
-    return dtype == BF16 or np.issubdtype(dtype, np.floating)
-
-
-def _class_dims(case: Case) -> tuple[int | None, int | None]:
-    """(logits, labels) sizes along the dense class axis, None where there is no such axis."""
-    axis = case.kwargs.get("axis", case.kwargs.get("dim", -1))
-    axis = -1 if axis is None else axis
-    sizes = []
-    for value in (case.logits, case.labels):
-        shape = np.shape(value)
-        sizes.append(shape[axis] if shape and -len(shape) <= axis < len(shape) else None)
-    return sizes[0], sizes[1]
-
-
-def _labels_near_overflow(case: Case) -> bool:
-    """Finite labels within a factor 64 of the largest value of the arithmetic's dtype, so
-    that y·(lse − x) can overflow: float64 logits compute in float64, the others in float32."""
-    if case.sparse or not (
-        _is_float_dtype(_dtype(case.labels)) and _is_float_dtype(_dtype(case.logits))
-    ):
-        return False
-    labels = np.asarray(case.labels, np.float64)
-    finite = np.abs(labels[np.isfinite(labels)])
-    compute = np.float64 if _dtype(case.logits) == np.float64 else np.float32
-    return finite.size > 0 and finite.max() >= np.finfo(compute).max / 64
-
-
-def _final_reshape_fails(case: Case) -> bool:
-    """Whether TF's reshape of the kernel's [rows] result to the logits' outer shape fails:
-    with zero classes its flattening counts rows differently, and labels that broadcast to
-    more rows than the logits have make more rows than that shape holds."""
-    logits_classes, labels_classes = _class_dims(case)
-    if logits_classes == 0:
-        return True
-    if not labels_classes or not logits_classes:
-        return False
-    return np.size(case.labels) // labels_classes > np.size(case.logits) // logits_classes
-
-
-@dataclass(frozen=True)
-class KnownIssue:
-    """A documented difference the fuzzer finds, so that the fuzz keeps exploring past it.
-    Each has a minimal example that test_known_issue pins (it must still occur)."""
-
-    key: str
-    where: str
-    summary: str
-    applies: Callable[[Case, str, bool], bool]
-    fragments: tuple[str, ...]  # every problem of the comparison contains one of these
-    example: Case
-    mode: str = "eager"
-    deterministic: bool = False
-    needs: str | None = None  # a tfxent._versions key the installed TF must have for it
-
-    def occurs_here(self) -> bool:
-        if crashes.tf_would_crash(self.example, self.mode, self.deterministic):
-            return False  # compared with the other versions' answer instead (crashes.py)
-        return self.needs is None or _versions.has(self.needs)
-
-    def explains(self, case: Case, mode: str, det: bool, problems: list[str]) -> bool:
-        return self.applies(case, mode, det) and all(
-            any(fragment in problem for fragment in self.fragments) for problem in problems
-        )
+# --- bugs the fuzz found ----------------------------------------------------------------------
 
 
 F32 = np.float32
@@ -472,116 +401,6 @@ FIXED_ISSUES = (
     ),
 )
 
-KNOWN_ISSUES = (
-    KnownIssue(
-        "determinism-int16-labels-gradient",
-        "TF (array_grad._GetBatchIndices)",
-        "With determinism on, TF's sparse path accepts int16 labels (GatherV2), but its "
-        "gradient fails in math_ops.range on an int16 batch size: a bare AssertionError "
-        "(2.13-2.21), NotFoundError for the missing int16 Range kernel (2.22 nightly); tfxent "
-        "returns the gradient. A TF bug: reproduce it, or list it in compat_matrix.md.",
-        lambda case, mode, det: det and case.sparse and _dtype(case.labels) == np.int16,
-        ("TF raised AssertionError", "TF raised NotFoundError", "vs TF None"),
-        Case("int16_labels", "nn.sparse", np.array([1, 3, 2], np.int16), np.ones((3, 4), F32)),
-        deterministic=True,
-        needs="gather_int16_indices",  # on 2.12 both sides fail in the forward GatherV2
-    ),
-    KnownIssue(
-        "determinism-session-mul-order",
-        "tfxent/parity/cases.py KNOWN_DIFFERENCES",
-        "In a v1 Session with determinism on, TF's graph optimizer swaps Mul's operands in "
-        "its shape error message; in a tf.function it does so too where the shapes are known "
-        "only at run time (zero-class logits whose flattening TF's shape inference leaves "
-        "open).",
-        lambda case, mode, det: det and mode in ("session", "function") and not case.sparse,
-        ("Incompatible shapes",),
-        Case("class_mismatch", "nn.dense", np.ones((2, 3), F32), np.ones((2, 4), F32)),
-        mode="session",
-        deterministic=True,
-    ),
-    KnownIssue(
-        "determinism-logits-class-broadcast",
-        "tfxent/parity/cases.py KNOWN_DIFFERENCES",
-        "With determinism on, logits [N, 1] against labels [N, C] take the composite path "
-        "(static shapes) or broadcast in the op (a Session's dynamic shapes).",
-        lambda case, mode, det: (
-            det
-            and not case.sparse
-            and _class_dims(case)[0] == 1
-            and (_class_dims(case)[1] or 1) > 1
-        ),
-        ("custom op", "composite path", "values differ", "shape", "dtype", "gradient"),
-        Case("logits_Nx1_labels_NxC", "nn.dense", np.ones((2, 3), F32), np.ones((2, 1), F32)),
-        mode="session",
-        deterministic=True,
-    ),
-    KnownIssue(
-        "xla-dense-empty-by-empty",
-        "tfxent/parity/cases.py KNOWN_DIFFERENCES",
-        "Under XLA with determinism off, dense logits with zero classes and an empty batch "
-        "([0, 0], [0, 2, 0], ...) fail in TF's reshape of its kernel's result (it counts the "
-        "non-zero dimensions as rows) or in its kernel's broadcast of those rows; tfxent's "
-        "composite path returns an empty loss, or raises the same InvalidArgumentError class "
-        "with XLA's shape message.",
-        lambda case, mode, det: (
-            mode == "xla"
-            and not det
-            and not case.sparse
-            and _class_dims(case)[0] == 0
-            and np.shape(case.logits).count(0) >= 2
-        ),
-        (
-            "tfxent raised None but TF raised InvalidArgumentError",
-            "message 'Input to reshape is a tensor",
-            "message 'Dimensions cannot be made to match",
-        ),
-        Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
-        mode="xla",
-    ),
-    KnownIssue(
-        "overflowing-label-terms",
-        "tfxent/cc/xent_rows.h (the fused row sum)",
-        "Labels near the dtype's largest value: TF sums y·(lse − x) term by term, so terms "
-        "overflow to ±inf and the loss is NaN or inf; tfxent's fused Σy·lse − Σy·x keeps a "
-        "finite sum when the huge labels cancel, and falls back to TF's terms only when that "
-        "sum is not finite. Likewise determinism mode's gradient, where TF scales −y by the "
-        "upstream gradient before it sums.",
-        lambda case, mode, det: _labels_near_overflow(case),
-        ("values differ",),
-        Case(
-            "max_labels",
-            "nn.dense",
-            np.array([[1.7e308, -1.7e308, -1e4]]),
-            np.array([[1e-4, -1e-4, 2e-4]]),
-        ),
-    ),
-    KnownIssue(
-        "session-half-final-reshape",
-        "TF (Grappler removes the final Reshape)",
-        "In a v1 Session, dense f16/bf16 calls whose final Reshape fails (zero classes, or "
-        "labels broadcasting to more rows than the logits have) give TF a loss of the wrong "
-        "shape: its graph optimizer drops the Reshape that fails for float32 and with the "
-        "optimizer off. tfxent raises that Reshape's InvalidArgumentError.",
-        lambda case, mode, det: (
-            mode == "session"
-            and not case.sparse
-            and _dtype(case.logits) in (np.float16, BF16)
-            and _final_reshape_fails(case)
-        ),
-        ("tfxent raised InvalidArgumentError() but TF raised None",),
-        Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
-        mode="session",
-    ),
-)
-
-
-def known_issue(case: Case, mode: str, det: bool, problems: list[str]) -> KnownIssue | None:
-    for issue in KNOWN_ISSUES:
-        if issue.occurs_here() and issue.explains(case, mode, det, problems):
-            return issue
-    return None
-
-
 # --- the property ------------------------------------------------------------------------------
 
 
@@ -603,11 +422,9 @@ def _check(case: Case, deterministic: bool, modes: tuple[str, ...]) -> None:
             event("skipped: the installed TF crashes on this input")
             continue
         result = runner.compare(case, mode, deterministic=deterministic)
+        if result.known is not None:
+            event(f"known difference: {result.known.key}")
         if result.ok:
-            continue
-        issue = known_issue(case, mode, deterministic, result.problems)
-        if issue is not None:
-            event(f"known issue: {issue.key}")
             continue
         raise AssertionError(
             f"{case.id} kwargs={case.kwargs} mode={mode} deterministic={deterministic}: "
@@ -639,23 +456,6 @@ def test_fuzz_dense_matches_tf_long(case, deterministic):
 @given(case=sparse_cases(), deterministic=st.booleans())
 def test_fuzz_sparse_matches_tf_long(case, deterministic):
     _check(case, deterministic, LONG_MODES)
-
-
-@pytest.mark.parametrize("issue", KNOWN_ISSUES, ids=lambda issue: issue.key)
-def test_known_issue(issue):
-    """Each documented difference still occurs on its minimal example, and only as described
-    (when it no longer occurs, remove it from KNOWN_ISSUES)."""
-    result = runner.compare(issue.example, issue.mode, deterministic=issue.deterministic)
-    if not issue.occurs_here():
-        assert result.ok, result.problems
-        return
-    assert not result.ok or result.known is not None, (
-        f"{issue.key} no longer occurs: remove it from KNOWN_ISSUES"
-    )
-    if not result.ok:
-        assert issue.explains(issue.example, issue.mode, issue.deterministic, result.problems), (
-            result.problems
-        )
 
 
 @pytest.mark.parametrize(("case", "mode", "deterministic"), FIXED_ISSUES)

@@ -1,9 +1,10 @@
 """The parity catalogue: calls that tfxent and the installed TF must answer identically.
 
-One catalogue serves the test suite (tests/test_parity_*.py), `python -m tfxent check` and
-the version matrix. Each case names a surface pair, inputs and keyword arguments; the runner
-(runner.py) calls both sides in every execution mode and compares everything observable.
-Inputs are built from fixed seeds, so a case is the same on every run and every TF.
+One catalogue serves the test suite (tests/parity/test_parity_*.py), `python -m tfxent
+check` and the version matrix. Each case names a surface pair, inputs and keyword arguments;
+the runner (runner.py) calls both sides in every execution mode and compares everything
+observable. Inputs are built from fixed seeds, so a case is the same on every run and every
+TF. Where tfxent knowingly differs, differences.py says so.
 """
 
 from __future__ import annotations
@@ -229,76 +230,6 @@ def _sparse_cases(api: str) -> list[Case]:
         Case("wide_f32", api, class_indices((8,), 1000), logits_of((8, 1000), seed=8)),
         Case("chunked_row", api, class_indices((3,), 70001), logits_of((3, 70001), seed=9)),
     ]
-
-
-@dataclass(frozen=True)
-class KnownDifference:
-    """A documented place where tfxent cannot or deliberately does not match TF.
-
-    Every one is listed in compat_matrix.md; the parity tests pin it: the comparison must
-    show exactly this difference (and fails if it disappears, so the list stays true).
-    """
-
-    key: str
-    reason: str
-    apis: tuple[str, ...]
-    names: tuple[str, ...]
-    modes: tuple[str, ...]
-    deterministic: bool | None  # None: either way
-    problem: str  # a fragment every reported problem must contain
-
-    def applies(self, case: Case, mode: str, deterministic: bool) -> bool:
-        return (
-            case.api in self.apis
-            and case.name in self.names
-            and mode in self.modes
-            and self.deterministic in (None, deterministic)
-        )
-
-
-_DENSE_APIS = ("nn.dense", "v1.dense", "v1.dense_v2")
-KNOWN_DIFFERENCES = (
-    KnownDifference(
-        "determinism-session-mul-order",
-        "With determinism on, TF's shape error comes from its Mul(labels, log_probs), and in a "
-        "v1 Session TF's graph optimizer swaps the operands, so its message lists the logits' "
-        "shape first; tfxent's op cannot know it runs in a Session and lists the labels first, "
-        "as TF's eager message does.",
-        _DENSE_APIS,
-        ("labels_3x4_rank3", "labels_2x1x4_rank3", "class_mismatch", "batch_mismatch"),
-        ("session",),
-        True,
-        "Incompatible shapes",
-    ),
-    KnownDifference(
-        "determinism-dynamic-logits-class-broadcast",
-        "With determinism on, logits [N, 1] against labels [N, C] take TF's log_softmax over "
-        "the single class (loss 0); tfxent routes such calls to its composite path when the "
-        "shapes are static, but with dynamic shapes its op broadcasts the logits first.",
-        _DENSE_APIS,
-        ("logits_Nx1_labels_NxC",),
-        ("session",),
-        True,
-        "",
-    ),
-    KnownDifference(
-        "xla-dense-empty-by-empty",
-        "Under XLA with determinism off, dense logits [0, 0] fail in TF's reshape of its "
-        "kernel's one-row result; tfxent's composite path returns an empty loss.",
-        _DENSE_APIS,
-        ("zero_by_zero",),
-        ("xla",),
-        False,
-        "TF raised InvalidArgumentError",
-    ),
-)
-
-
-def known_difference(case: Case, mode: str, deterministic: bool) -> KnownDifference | None:
-    for difference in KNOWN_DIFFERENCES:
-        if difference.applies(case, mode, deterministic):
-            return difference
-    return None
 
 
 def catalogue() -> list[Case]:
