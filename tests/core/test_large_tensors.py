@@ -27,6 +27,9 @@ from conftest_helpers import (
 
 N, C = 32768, 65540
 NEEDED_BYTES = 11 * 2**30
+# Calls whose gradient the child compares with the reference on sampled rows (dense_full
+# checks the loss only: its [N, C] labels and gradient would not fit beside the logits).
+GRADIENT_CHECKED = ("sparse", "dense_broadcast")
 # The call may allocate the [N] loss, the [N, 3] float64 statistics and per-thread scratch.
 CALL_GROWTH_LIMIT = 64 * 2**20
 
@@ -168,10 +171,30 @@ def test_more_than_2_pow_31_elements(dtype):
     assert done.returncode == 0, done.stderr[-4000:]
     report = last_json(done.stdout)
     print(f"{dtype}: {report}")  # shown with -s: errors and memory growth per call
+    assert_report_ok(report)
+
+
+def assert_report_ok(report: dict) -> None:
+    """Every verdict the child must report, present and true; memory growth within bounds."""
     for name in ("sparse", "dense_broadcast", "dense_full"):
         entry = report[name]
         assert entry["finite"], (name, entry)
         assert entry["loss_ok"], (name, entry)
-        assert entry.get("grad_ok", True), (name, entry)
+    # The child checks gradients on sampled rows for these calls; a missing verdict means it
+    # never compared them, which must fail rather than pass.
+    for name in GRADIENT_CHECKED:
+        assert "grad_ok" in report[name], (name, "the child reported no gradient check")
+        assert report[name]["grad_ok"], (name, report[name])
     for name in ("sparse_growth", "dense_broadcast_growth", "dense_full_growth"):
         assert report[name] < CALL_GROWTH_LIMIT, (name, report[name] / 2**20, "MiB")
+
+
+def test_a_report_without_a_gradient_verdict_fails():
+    good = {"finite": True, "loss_ok": True, "grad_ok": True}
+    report = {"sparse": dict(good), "dense_broadcast": dict(good), "dense_full": dict(good)}
+    report |= {"sparse_growth": 0, "dense_broadcast_growth": 0, "dense_full_growth": 0}
+    del report["dense_full"]["grad_ok"]  # dense_full checks the loss only
+    assert_report_ok(report)
+    del report["sparse"]["grad_ok"]
+    with pytest.raises(AssertionError, match="no gradient check"):
+        assert_report_ok(report)
