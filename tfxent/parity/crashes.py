@@ -4,7 +4,8 @@
 TF 2.16.2's native dense kernel segfaults when the class dimension it receives is 0. A
 parity run must not call TF there, so `runner.compare` asks `tf_would_crash` first and, for
 the inputs every other version answers in one known way, checks tfxent against that answer
-(`expected_where_tf_crashes`): the intentional difference listed in compat_matrix.md.
+(`expected_where_tf_crashes`): the intentional difference `tf216-dense-zero-classes` of
+differences.py.
 """
 
 from __future__ import annotations
