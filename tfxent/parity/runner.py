@@ -51,7 +51,8 @@ class Comparison:
 
     @property
     def closeness(self) -> str:
-        """ "bit-identical", "within tolerance", "differing" or "no values" (both raised)."""
+        """One of "bit-identical", "within tolerance", "differing" (there are problems,
+        known or not) and "no values" (both sides raised, or no float results)."""
         if self.problems:
             return "differing"
         if self.identical is None:
