@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+# Machine epsilon of each float dtype: the unit of the parity tolerances and the audit's
+# thresholds.
+EPSILON = {tf.float16: 2.0**-10, tf.bfloat16: 2.0**-7, tf.float32: 2.0**-23, tf.float64: 2.0**-52}
+
 FLOATS = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 XENT_INDICES = (tf.int32, tf.int64)
 GATHER_INDICES = (tf.int16, tf.int32, tf.int64)
