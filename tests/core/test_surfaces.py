@@ -78,6 +78,14 @@ def test_public_names_are_documented_and_sorted(module, expected):
     assert set(expected) <= set(public)
 
 
+def test_tools_are_plain_functions_and_modules_of_the_package():
+    # tfxent.audit is a function returning a context manager, not a module made callable.
+    assert inspect.isfunction(tfxent.audit) and "audit" in tfxent.__all__
+    assert inspect.ismodule(tfxent.saved_model) and callable(tfxent.saved_model.save)
+    for name in ("patch", "patched", "unpatch"):
+        assert inspect.isfunction(getattr(tfxent, name)) and name in tfxent.__all__
+
+
 LABELS = [[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]]
 LOGITS = [[4.0, 2.0, 1.0], [0.0, 5.0, 1.0]]
 

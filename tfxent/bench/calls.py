@@ -19,6 +19,7 @@ CUSTOM_GRAD_OP = {"dense": _op_names.DENSE_GRAD, "sparse": _op_names.SPARSE_GRAD
 
 
 def error(err: BaseException) -> str:
+    """An exception in one line, as the report shows it."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:160] if text else ''}"
 
