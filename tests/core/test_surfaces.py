@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 import tfxent
+from tfxent import _op_names
 
 MIRRORED = [
     ("nn", "softmax_cross_entropy_with_logits"),
@@ -192,7 +193,7 @@ def _graph_names(function, sparse: bool, name: str | None):
     kernels = sorted(
         op.name
         for op in graph.get_operations()
-        if "SoftmaxCrossEntropy" in op.type or "Tfxent" in op.type
+        if "SoftmaxCrossEntropy" in op.type or op.type.startswith(_op_names.PREFIX)
     )
     return out.name, kernels, out.shape.as_list()
 
