@@ -18,8 +18,8 @@ except ImportError as _err:  # pragma: no cover - exercised in a TF-free environ
         "installs a second TF: pip install 'tfxent[tensorflow]' or 'tfxent[tensorflow-cpu]'"
     ) from _err
 
-# audit: tfxent.audit(), the runtime migration audit (also TFXENT_AUDIT=1).
-from tfxent import _args, _backend, audit, compat, nn, saved_model  # noqa: E402
+from tfxent import _args, _audit, _backend, compat, nn, saved_model  # noqa: E402
+from tfxent._audit import audit  # noqa: E402  (the runtime migration audit)
 from tfxent.patch import patch, patched, unpatch  # noqa: E402
 
 __version__ = "0.1.0"
@@ -41,6 +41,8 @@ __all__ = [
 # is all a SavedModel using them needs before `tf.saved_model.load`. A build failure warns
 # here and calls fall back to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
 _backend.preload()
+# TFXENT_AUDIT=1 audits the whole process from here on (README, "Migrating from TF 1.x").
+_audit.start_from_environment()
 
 
 def softmax_cross_entropy_with_logits(

@@ -1,9 +1,4 @@
-"""`python -m tfxent {check,bench,migrate,build,doctor}`.
-
-Each subcommand lives in its own module exposing `DESCRIPTION`, `add_args(parser)` and
-`run(args) -> int`; this file only dispatches. Exit codes: 0 OK, 1 differences or failures
-found, 2 usage error or interrupted.
-"""
+"""`python -m tfxent COMMAND`: dispatches to the commands listed in `tfxent.cli`."""
 
 from __future__ import annotations
 
@@ -11,52 +6,40 @@ import argparse
 import importlib
 import sys
 
-# Imported lazily, so `--help` and one subcommand never pay for the others.
-SUBCOMMANDS = {
-    "check": "tfxent.cli.check",
-    "bench": "tfxent.bench",
-    "migrate": "tfxent.migrate.cli",
-    "build": "tfxent.commands.build",
-    "doctor": "tfxent.commands.doctor",
-}
-_SUMMARIES = {
-    "check": "run the parity catalogue against the installed tf.nn and print a report",
-    "bench": "benchmark tfxent against tf.nn (and tf.nn under XLA) side by side",
-    "migrate": "rewrite v1 cross-entropy calls to v2 with identical semantics",
-    "build": "compile the custom op for the installed TF ahead of time",
-    "doctor": "show TF, compiler, cache, op status and the backend in use",
-}
+from tfxent.cli import COMMANDS, USAGE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tfxent",
         description="tfxent: TensorFlow-exact softmax cross-entropy on compiled custom ops.",
+        epilog="Exit status: 0 OK, 1 differences or failures, 2 usage error or interrupted.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = (argv if argv is not None else sys.argv[1:])[:1]
-    for name, summary in _SUMMARIES.items():
-        if chosen and chosen[0] == name:
-            module = importlib.import_module(SUBCOMMANDS[name])
-            command = sub.add_parser(
-                name,
-                help=summary,
-                description=module.DESCRIPTION,
-                formatter_class=argparse.RawDescriptionHelpFormatter,
-            )
-            module.add_args(command)
-            command.set_defaults(run=module.run)
-        else:
-            sub.add_parser(name, help=summary)
+    chosen = (sys.argv[1:] if argv is None else argv)[:1]
+    for command in COMMANDS:
+        if chosen != [command.name]:
+            sub.add_parser(command.name, help=command.summary)
+            continue
+        # Only the command that runs is imported: the others may be heavy (TensorFlow).
+        module = importlib.import_module(command.module)
+        parser_ = sub.add_parser(
+            command.name,
+            help=command.summary,
+            description=module.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_args(parser_)
+        parser_.set_defaults(run=module.run)
     args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
+    if getattr(args, "run", None) is None:
         parser.print_help()
-        return 2
+        return USAGE
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print("tfxent: interrupted", file=sys.stderr)
-        return 2
+        return USAGE
 
 
 if __name__ == "__main__":

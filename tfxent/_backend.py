@@ -7,36 +7,28 @@ composite path exists only where the op cannot run (docs/design.md, "The core").
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-import os
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
-from tfxent import _build
+from tfxent import _build, _env
 
 OP = "custom-op"
 COMPOSITE = "composite"
 log = logging.getLogger("tfxent")
 
-ENVIRONMENT = {
-    "TFXENT_REQUIRE_OP": "1: a failure to build or load the custom op is an error, not a "
-    "warning and a fallback (CI and tests set it)",
-    "TFXENT_FORCE_COMPOSITE": "1: compute every call with the composite path of TF primitives",
-    "TFXENT_CACHE_DIR": "where compiled ops are cached (default $XDG_CACHE_HOME/tfxent)",
-    "TFXENT_AUDIT": "1 (or json): record v1->v2 migration hazards during execution and "
-    "print the report at exit (tfxent.audit)",
-    "TFXENT_AUDIT_FILE": "write the TFXENT_AUDIT report to this file instead of stderr",
-    "CXX": "the C++ compiler used to build the op (default c++)",
-}
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "") == "1"
+# Set by `composite_only`: why every call in this context uses the composite path.
+_composite_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tfxent_composite_reason", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,7 @@ def op_library() -> object | None:
             try:
                 _state["library"] = _build.load()
             except _build.BuildError as err:
-                if _flag("TFXENT_REQUIRE_OP"):
+                if _env.flag("TFXENT_REQUIRE_OP"):
                     raise
                 _state["library"] = None
                 _state["error"] = str(err)
@@ -75,7 +67,7 @@ def op_library() -> object | None:
 def preload() -> None:
     """Load (building if needed) the op library now, unless every call is forced onto the
     composite path: `import tfxent` then registers the ops that a SavedModel may need."""
-    if not _flag("TFXENT_FORCE_COMPOSITE"):
+    if not _env.flag("TFXENT_FORCE_COMPOSITE"):
         op_library()
 
 
@@ -100,13 +92,28 @@ def choose(logits: tf.Tensor) -> Choice:
     """Pick the backend for one call (in graph mode: for the traced graph)."""
     if in_xla_context():
         return Choice(COMPOSITE, "inside an XLA context (jit_compile): TF's XLA semantics", True)
-    if _flag("TFXENT_FORCE_COMPOSITE"):
+    if _env.flag("TFXENT_FORCE_COMPOSITE"):
         return Choice(COMPOSITE, "TFXENT_FORCE_COMPOSITE=1")
+    reason = _composite_reason.get()
+    if reason is not None:
+        return Choice(COMPOSITE, reason)
     if _on_device_without_kernel(logits):
         return Choice(COMPOSITE, f"no tfxent kernel for device {logits.device}")
     if op_library() is None:
         return Choice(COMPOSITE, "the custom op could not be built")
     return Choice(OP, "default")
+
+
+@contextlib.contextmanager
+def composite_only(reason: str) -> Iterator[None]:
+    """Inside the block, `choose` picks the composite path for every call this thread (this
+    context) makes or traces, with `reason` as the reason; other threads are unaffected.
+    tfxent.saved_model's portable export traces with it."""
+    token = _composite_reason.set(reason)
+    try:
+        yield
+    finally:
+        _composite_reason.reset(token)
 
 
 def describe(choice: Choice) -> None:

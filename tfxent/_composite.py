@@ -41,15 +41,16 @@ def _kernel_backprop(x: tf.Tensor, y: tf.Tensor):
         x_b = x + array_ops.zeros_like(grad_grad)
         softmax = gen_nn_ops.softmax(x_b)
         unused = array_ops.zeros_like(grad_grad)  # TF's grad_loss for the second pass
-        grad_x = unused * (softmax - y) + _hessian_vector_product(softmax, grad_grad)
+        grad_x = unused * (softmax - y) + hessian_vector_product(softmax, grad_grad)
         grad_y = unused * -gen_nn_ops.log_softmax(x_b)
         return grad_x, grad_y
 
     return backprop, grad
 
 
-def _hessian_vector_product(softmax: tf.Tensor, grad_grad: tf.Tensor) -> tf.Tensor:
-    """(diag(s) − s sᵀ)·v per row, in nn_grad.py's order of operations."""
+def hessian_vector_product(softmax: tf.Tensor, grad_grad: tf.Tensor) -> tf.Tensor:
+    """(diag(s) − s sᵀ)·v per row, in nn_grad.py's order of operations (also the custom
+    ops' second-order gradients, _ops.py; docs/tf_behaviour.md#gradients)."""
     projected = array_ops.squeeze(
         math_ops.matmul(array_ops.expand_dims(grad_grad, 1), array_ops.expand_dims(softmax, 2)),
         axis=1,

@@ -15,7 +15,7 @@ from tensorflow.python.eager import context
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
 
-from tfxent import _backend
+from tfxent import _backend, _composite, _op_names
 
 _WIDENED = (tf.float16, tf.bfloat16)
 
@@ -82,7 +82,7 @@ def _labels_gradient(features: tf.Tensor, labels: tf.Tensor, grad_loss: tf.Tenso
     return math_ops.cast(grad, labels.dtype)
 
 
-@ops.RegisterGradient("TfxentSoftmaxXent")
+@ops.RegisterGradient(_op_names.DENSE)
 def _dense_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Tensor):
     features, labels = op.inputs
     deterministic = op.get_attr("deterministic")
@@ -102,23 +102,13 @@ def _dense_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Te
     return backprop, grad_labels
 
 
-@ops.RegisterGradient("TfxentSparseSoftmaxXent")
+@ops.RegisterGradient(_op_names.SPARSE)
 def _sparse_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Tensor):
     features, labels = op.inputs
     backprop = _library().tfxent_sparse_softmax_xent_grad(
         features, labels, op.outputs[1], grad_loss
     )
     return backprop, None
-
-
-def _hessian_vector_product(softmax: tf.Tensor, grad_grad: tf.Tensor) -> tf.Tensor:
-    """(diag(s) − s sᵀ)·v per row, in nn_grad.py's order of operations
-    (docs/tf_behaviour.md#gradients)."""
-    projected = array_ops.squeeze(
-        math_ops.matmul(array_ops.expand_dims(grad_grad, 1), array_ops.expand_dims(softmax, 2)),
-        axis=1,
-    )
-    return (grad_grad - projected) * softmax
 
 
 def _widened_inputs(op: ops.Operation, grad_backprop: tf.Tensor):
@@ -131,7 +121,7 @@ def _widened_inputs(op: ops.Operation, grad_backprop: tf.Tensor):
     return softmax, math_ops.cast(grad_loss, dtype), v
 
 
-@ops.RegisterGradient("TfxentSoftmaxXentGrad")
+@ops.RegisterGradient(_op_names.DENSE_GRAD)
 def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     features, labels, _stats, grad_loss = op.inputs
     deterministic = op.get_attr("deterministic")
@@ -147,9 +137,8 @@ def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
         # TF's kernel gradient adds its first-order term again with the loss's upstream
         # gradient, which is zero here: 0·(softmax − labels), NaN where labels are ±inf/NaN.
         scale = 1.0
-        grad_features = _hessian_vector_product(softmax, _broadcast_mul(g, v)) + _broadcast_mul(
-            array_ops.zeros_like(g), softmax - y
-        )
+        hessian_term = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
+        grad_features = hessian_term + _broadcast_mul(array_ops.zeros_like(g), softmax - y)
     grad_g = math_ops.reduce_sum(v * (softmax * scale - y), axis=-1)
     if deterministic:
         # d/dy of g·(s·Σy − y) is g·(s·1ᵀ − I): the true mixed term
@@ -169,12 +158,12 @@ def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     )
 
 
-@ops.RegisterGradient("TfxentSparseSoftmaxXentGrad")
+@ops.RegisterGradient(_op_names.SPARSE_GRAD)
 def _sparse_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     features, labels, _stats, grad_loss = op.inputs
     softmax, g, v = _widened_inputs(op, grad_backprop)
     one_hot = array_ops.one_hot(labels, array_ops.shape(features)[-1], dtype=softmax.dtype)
-    grad_features = _hessian_vector_product(softmax, _broadcast_mul(g, v))
+    grad_features = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
     grad_g = math_ops.reduce_sum(v * (softmax - one_hot), axis=-1)
     return (
         math_ops.cast(grad_features, features.dtype),

@@ -12,7 +12,7 @@ gradients. Two exports are offered:
   function that uses tfxent's ops, so a process without tfxent fails with
   "Op type not registered 'Tfxent>ImportTfxentBeforeLoadingThisSavedModel' …".
 * `save(obj, export_dir, portable=True)`: traces with the composite path (TF primitives
-  only, `TFXENT_FORCE_COMPOSITE=1` while tracing), so the SavedModel loads and trains
+  only: `_backend.composite_only` while tracing), so the SavedModel loads and trains
   anywhere, without tfxent. TF traces a `tf.function` again when it saves it, but a concrete
   function obtained before (`get_concrete_function()`, e.g. passed as `signatures`) keeps
   what it traced; `save` refuses to call such a model portable. For Keras's `model.export`
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from tensorflow.core.framework import node_def_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
-from tfxent import _backend, _versions
+from tfxent import _backend, _op_names, _versions
 
 __all__ = [
     "IMPORT_HINT_OP",
@@ -48,9 +47,7 @@ __all__ = [
 
 IMPORT_HINT_OP = "Tfxent>ImportTfxentBeforeLoadingThisSavedModel"
 _HINT_NODE = "import_tfxent_before_loading_this_saved_model"
-_OP_PREFIX = "Tfxent"
 _PROTO = "saved_model.pb"
-_env_lock = threading.Lock()
 
 
 def register_ops() -> None:
@@ -93,7 +90,7 @@ def custom_ops(export_dir) -> set[str]:
         node.op
         for nodes in _node_lists(_read(export_dir))
         for node in nodes
-        if node.op.startswith(_OP_PREFIX) and node.op != IMPORT_HINT_OP
+        if node.op.startswith(_op_names.PREFIX) and node.op != IMPORT_HINT_OP
     }
 
 
@@ -124,7 +121,7 @@ def add_import_hint(export_dir) -> bool:
     targets = [
         nodes
         for nodes in _node_lists(proto)
-        if any(node.op.startswith(_OP_PREFIX) and node.op != IMPORT_HINT_OP for node in nodes)
+        if any(node.op.startswith(_op_names.PREFIX) and node.op != IMPORT_HINT_OP for node in nodes)
     ]
     if not targets:
         return False
@@ -166,8 +163,8 @@ def _ensure_portable(export_dir) -> None:
 def portable_export(export_dir=None) -> Iterator[None]:
     """Trace with tfxent's composite path (TF primitives only) inside the block.
 
-    Sets `TFXENT_FORCE_COMPOSITE=1`, which tfxent reads at trace time, and restores the
-    previous value after: process-wide, so other threads tracing meanwhile are affected too.
+    Applies to what this thread traces inside the block (`_backend.composite_only`; other
+    threads keep the custom op).
     Concrete functions traced before keep what they traced; given the `export_dir` the block
     writes, the block raises ValueError at its end if the SavedModel there still uses
     tfxent's custom op.
@@ -175,17 +172,8 @@ def portable_export(export_dir=None) -> Iterator[None]:
     >>> with tfxent.saved_model.portable_export("model"):  # doctest: +SKIP
     ...     model.export("model")
     """
-    with _env_lock:
-        previous = os.environ.get("TFXENT_FORCE_COMPOSITE")
-        os.environ["TFXENT_FORCE_COMPOSITE"] = "1"
-    try:
+    with _backend.composite_only("tfxent.saved_model.portable_export"):
         yield
-    finally:
-        with _env_lock:
-            if previous is None:
-                os.environ.pop("TFXENT_FORCE_COMPOSITE", None)
-            else:
-                os.environ["TFXENT_FORCE_COMPOSITE"] = previous
     if export_dir is not None:
         _ensure_portable(export_dir)
 

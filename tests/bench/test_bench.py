@@ -15,8 +15,8 @@ import sys
 import pytest
 from conftest_helpers import REPO, child_env
 
-from tfxent import _bench_cases as cases
-from tfxent import _bench_report as report
+from tfxent import _op_names
+from tfxent.bench import cases, report
 
 IMPLS = ("tfxent_s", "tf_nn_s", "xla_s")
 
@@ -124,6 +124,8 @@ def test_tiny_run_writes_a_complete_json_report(tmp_path):
     assert meta["intra_op_threads"] == 1
     for when in ("machine_start", "machine_end"):
         assert meta[when]["bw_bytes_per_s"] > 0 and meta[when]["c_exp_ns"] > 0
+        # Measured by limits.cc with the kernels' exp, not by the TF-ops fallback.
+        assert meta[when]["method"].startswith("limits.cc"), meta[when]["method"]
         # Measured, a power of two from 1 MiB, or 0 when even 1 MiB streams from memory.
         cache = meta[when]["cache_bytes"]
         assert cache <= meta["llc_bytes"] and (cache == 0 or cache.bit_count() == 1), meta
@@ -142,7 +144,7 @@ def test_tiny_run_writes_a_complete_json_report(tmp_path):
         assert math.isfinite(r["floor_s"]) and r["floor_s"] > 0, r
 
     for g in results["groups"]:
-        expected = "TfxentSoftmaxXent" if g["kind"] == "dense" else "TfxentSparseSoftmaxXent"
+        expected = _op_names.DENSE if g["kind"] == "dense" else _op_names.SPARSE
         assert expected in g["op_check"]["tfxent_graph_ops"]
         assert g["op_check"]["choose"] == "custom-op"
         for variant in g["variants"].values():

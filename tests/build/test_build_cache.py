@@ -423,7 +423,7 @@ def test_waiting_for_the_lock_says_who_holds_it_then_gives_up(cache, monkeypatch
 
 
 def test_doctor_report_reflects_the_cache(cache):
-    from tfxent.commands import doctor
+    from tfxent.cli import doctor
 
     _build.ensure_built()
     info = doctor.report()

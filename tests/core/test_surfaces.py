@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 import tfxent
+from tfxent import _op_names
 
 MIRRORED = [
     ("nn", "softmax_cross_entropy_with_logits"),
@@ -76,6 +77,14 @@ def test_public_names_are_documented_and_sorted(module, expected):
     public = [n for n in module.__all__ if not n.startswith("_")]
     assert module.__all__ == sorted(module.__all__)
     assert set(expected) <= set(public)
+
+
+def test_tools_are_plain_functions_and_modules_of_the_package():
+    # tfxent.audit is a function returning a context manager, not a module made callable.
+    assert inspect.isfunction(tfxent.audit) and "audit" in tfxent.__all__
+    assert inspect.ismodule(tfxent.saved_model) and callable(tfxent.saved_model.save)
+    for name in ("patch", "patched", "unpatch"):
+        assert inspect.isfunction(getattr(tfxent, name)) and name in tfxent.__all__
 
 
 LABELS = [[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]]
@@ -184,7 +193,7 @@ def _graph_names(function, sparse: bool, name: str | None):
     kernels = sorted(
         op.name
         for op in graph.get_operations()
-        if "SoftmaxCrossEntropy" in op.type or "Tfxent" in op.type
+        if "SoftmaxCrossEntropy" in op.type or op.type.startswith(_op_names.PREFIX)
     )
     return out.name, kernels, out.shape.as_list()
 

@@ -11,6 +11,7 @@ says to import tfxent, while the portable models load and give the same values.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -25,7 +26,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import tfxent  # noqa: E402
-from tfxent import saved_model  # noqa: E402
+from tfxent import _backend, _op_names, saved_model  # noqa: E402
 from tfxent.patch import patched  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -256,7 +257,7 @@ def _assert_same(report: dict, expected_loss: float, expected_gradients: list) -
 @pytest.mark.parametrize("name", ["module", "keras"])
 def test_custom_op_export_reloads_with_tfxent_with_the_same_loss_and_gradients(exported, name):
     export_dir, model = exported["models"][name]
-    op = "TfxentSoftmaxXent" if name == "module" else "TfxentSparseSoftmaxXent"
+    op = _op_names.DENSE if name == "module" else _op_names.SPARSE
     types = _saved_op_types(export_dir)
     assert {op, op + "Grad"} <= types, "the saved functions compute with tfxent's custom op"
     assert not TF_XENT_OPS & types
@@ -274,7 +275,7 @@ def test_custom_op_export_reloads_with_tfxent_with_the_same_loss_and_gradients(e
 def test_portable_export_loads_without_tfxent_with_the_same_loss_and_gradients(exported, name):
     export_dir, model = exported["models"][name]
     types = _saved_op_types(export_dir)
-    assert not any(t.startswith("Tfxent") for t in types), "only TF primitives"
+    assert not any(t.startswith(_op_names.PREFIX) for t in types), "only TF primitives"
     assert not TF_XENT_OPS & types, "the composite path, not TF's xent ops"
     assert saved_model.custom_ops(str(export_dir)) == set()
 
@@ -297,7 +298,7 @@ def test_loading_without_tfxent_says_import_tfxent_first(exported, name):
 def test_tf1_session_export_reloads_with_tfxent_and_says_import_tfxent_without(exported):
     """A legacy program's simple_save of a graph built under patch(), hinted afterwards."""
     export_dir, expected_loss = exported["models"]["tf1"]
-    assert saved_model.custom_ops(str(export_dir)) == {"TfxentSparseSoftmaxXent"}
+    assert saved_model.custom_ops(str(export_dir)) == {_op_names.SPARSE}
     assert not TF_XENT_OPS & _saved_op_types(export_dir)
     with_tfxent = exported["reports"]["tf1-tfxent"]["tf1"]
     assert with_tfxent["error"] is None, with_tfxent["error"]
@@ -319,7 +320,7 @@ def test_portable_save_refuses_concrete_functions_traced_with_the_custom_op(tmp_
     saved_model.save(module, str(tmp_path / "retraced"), portable=True)
     assert saved_model.custom_ops(str(tmp_path / "retraced")) == set()
     signature = module.loss.get_concrete_function()  # ...a concrete function is not
-    with pytest.raises(ValueError, match="not portable: it uses .*TfxentSoftmaxXent"):
+    with pytest.raises(ValueError, match=f"not portable: it uses .*{_op_names.DENSE}"):
         saved_model.save(module, str(tmp_path / "kept"), signatures=signature, portable=True)
 
 
@@ -346,10 +347,21 @@ def test_portable_export_block_refuses_an_export_traced_before(tmp_path):
 
     with patched():
         write(tmp_path / "first")  # traced now, custom op
-        with pytest.raises(ValueError, match="not portable: it uses .*TfxentSparseSoftmaxXent"):
+        with pytest.raises(ValueError, match=f"not portable: it uses .*{_op_names.SPARSE}"):
             with saved_model.portable_export(str(tmp_path / "second")):
                 write(tmp_path / "second")
-    assert "TFXENT_FORCE_COMPOSITE" not in os.environ
+    assert _backend.choose(tf.zeros([1, 1])).backend == _backend.OP  # the block ended
+
+
+def test_portable_export_steers_only_its_own_thread():
+    def choice() -> str:
+        return _backend.choose(tf.zeros([1, 1])).backend
+
+    with saved_model.portable_export():
+        here = choice()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            elsewhere = pool.submit(choice).result()
+    assert (here, elsewhere, choice()) == (_backend.COMPOSITE, _backend.OP, _backend.OP)
 
 
 def test_a_model_without_tfxent_gets_no_hint(tmp_path):
@@ -378,7 +390,7 @@ def test_add_import_hint_is_idempotent(exported, tmp_path):
     proto.ParseFromString(once)
     for function in proto.meta_graphs[0].graph_def.library.function:
         ops = [node.op for node in function.node_def]
-        uses_tfxent = any(op.startswith("Tfxent") and "Import" not in op for op in ops)
+        uses_tfxent = any(op in _op_names.ALL for op in ops)
         assert ops.count(saved_model.IMPORT_HINT_OP) == (1 if uses_tfxent else 0)
         if uses_tfxent:
             assert ops[0] == saved_model.IMPORT_HINT_OP

@@ -21,8 +21,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import tfxent  # noqa: E402
-import tfxent.audit  # noqa: E402
-from tfxent import _hooks  # noqa: E402
+from tfxent import _audit, _hooks  # noqa: E402
+from tfxent._audit import _checks  # noqa: E402
 
 HERE = Path(__file__).resolve()
 
@@ -34,22 +34,22 @@ def site_line(name: str) -> int:
     return lines[0]
 
 
-def quiet(**kwargs) -> tfxent.audit.Audit:
+def quiet(**kwargs) -> _audit.Audit:
     """An audit that keeps its report (tests read it) instead of printing it."""
-    return tfxent.audit.audit(report_at_exit=False, **kwargs)
+    return tfxent.audit(report_at_exit=False, **kwargs)
 
 
-def only(audit: tfxent.audit.Audit, code: str) -> tfxent.audit.Finding:
+def only(audit: _audit.Audit, code: str) -> _audit.Finding:
     found = [f for f in audit.findings if f.code == code]
     assert len(found) == 1, audit.report()
     return found[0]
 
 
-def codes(audit: tfxent.audit.Audit) -> set[str]:
+def codes(audit: _audit.Audit) -> set[str]:
     return {f.code for f in audit.findings}
 
 
-PROCESS_AUDIT = tfxent.audit._process_audit  # set when the suite itself runs with TFXENT_AUDIT
+PROCESS_AUDIT = _audit.start_from_environment()  # set when the suite runs with TFXENT_AUDIT
 
 
 @pytest.fixture(autouse=True)
@@ -407,7 +407,7 @@ def test_json_report_structure():
     data = json.loads(audit.report(json=True))
     assert data["tool"] == "tfxent.audit" and data["version"] == 1
     assert data["calls"] == {"total": 2, "eager": 2, "traced": 0}
-    assert set(data["counts"]) == set(tfxent.audit.CODES)
+    assert set(data["counts"]) == set(_audit.CODES)
     assert data["counts"]["labels-zero-rows"] == {"sites": 2, "occurrences": 2}
     assert data["counts"]["labels-broadcast"] == {"sites": 0, "occurrences": 0}
     assert data["unchecked"] == [] and data["errors"] == []
@@ -433,11 +433,11 @@ def test_the_report_is_printed_when_the_block_exits_even_on_error():
 def test_report_on_demand_and_json_printing():
     if PROCESS_AUDIT is None:
         with pytest.raises(RuntimeError, match="no audit is running"):
-            tfxent.audit.report()
+            _audit.report()
     stream = io.StringIO()
     with tfxent.audit(json=True, file=stream):
         tfxent.nn.softmax_cross_entropy_with_logits(UNNORMALIZED, LOGITS)
-        assert "labels-not-normalized" in tfxent.audit.report()
+        assert "labels-not-normalized" in _audit.report()
     assert json.loads(stream.getvalue())["counts"]["labels-not-normalized"]["sites"] == 1
 
 
@@ -451,10 +451,9 @@ print("done")
 
 
 def test_environment_variable_prints_the_report_at_process_exit(tmp_path):
-    # The package imports tfxent.audit when TFXENT_AUDIT is set; so does this program, so
-    # that the test does not depend on that line of tfxent/__init__.py.
+    # `import tfxent` starts the process audit when TFXENT_AUDIT is set.
     script = tmp_path / "train.py"
-    script.write_text("import tfxent.audit\n" + PROGRAM)
+    script.write_text(PROGRAM)
     env = {**os.environ, "TFXENT_AUDIT": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
@@ -462,14 +461,14 @@ def test_environment_variable_prints_the_report_at_process_exit(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"  # the report goes to stderr, after the program
     report = done.stderr[done.stderr.index("tfxent audit: 1 finding at 1 call site") :]
-    assert "train.py:6: RISK v1-labels-trainable in <module>()" in report
+    assert "train.py:5: RISK v1-labels-trainable in <module>()" in report
     assert "teacher_w:0" in report
 
 
 def test_environment_variable_json_and_file(monkeypatch, tmp_path):
     monkeypatch.setenv("TFXENT_AUDIT", "json")
     monkeypatch.setenv("TFXENT_AUDIT_FILE", str(tmp_path / "audit.json"))
-    audit = tfxent.audit._start_from_environment()  # what importing the module does
+    audit = _audit.from_environment()  # what importing the package does
     try:
         assert audit.active and _hooks.observers[-1] == audit._observer
         tfxent.nn.softmax_cross_entropy_with_logits(UNNORMALIZED, LOGITS)  # site: env
@@ -483,7 +482,7 @@ def test_environment_variable_json_and_file(monkeypatch, tmp_path):
 
 @pytest.mark.skipif(PROCESS_AUDIT is not None, reason="the suite runs with TFXENT_AUDIT set")
 def test_off_means_no_observer():
-    audit = tfxent.audit(report_at_exit=False)  # the module is callable as tfxent.audit()
+    audit = tfxent.audit(report_at_exit=False)
     assert _hooks.observers == []
     with audit:
         assert len(_hooks.observers) == 1 and audit.active
@@ -498,7 +497,7 @@ def test_an_observer_failure_never_reaches_the_program(monkeypatch):
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tfxent.audit, "_call_site", broken)
+    monkeypatch.setattr(_checks, "call_site", broken)
     with quiet() as audit:
         loss = tfxent.nn.softmax_cross_entropy_with_logits(ZERO_ROW, LOGITS)
     assert loss.shape == (2,)

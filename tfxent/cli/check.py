@@ -12,6 +12,8 @@ import re
 import sys
 
 DESCRIPTION = """\
+Run the parity catalogue against the installed tf.nn and print a report
+
 Run tfxent's parity catalogue against the installed TensorFlow: every case calls tfxent and
 tf.nn side by side in eager, tf.function, a v1 Session and XLA, with op determinism off and
 on, and compares values, first- and second-order gradients, dtypes, shapes and errors. The

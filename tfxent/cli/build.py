@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-DESCRIPTION = (
-    "Compile tfxent's custom op against the installed TensorFlow and store it in the build "
-    "cache, so that the first import in a job does not pay for the compile. Safe to run from "
-    "several processes at once: a file lock makes them compile once."
-)
+DESCRIPTION = """\
+Compile the custom op for the installed TensorFlow ahead of time
+
+Compile tfxent's custom op against the installed TensorFlow and store it in the build
+cache, so that the first import in a job does not pay for the compile. Safe to run from
+several processes at once: a file lock makes them compile once. Prints the library's path;
+exit status 1 when the op cannot be built.
+"""
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

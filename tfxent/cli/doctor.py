@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 
-DESCRIPTION = (
-    "Print the TensorFlow version, the compiler, the build cache and its key, whether the "
-    "custom op is built and loads, the backend a call would use now, and the TFXENT_* "
-    "environment switches. Exit status 1 when the op cannot be used."
-)
+from tfxent import _env
+
+DESCRIPTION = """\
+Show TF, the compiler, the build cache, the op's status and the backend in use
+
+Print the TensorFlow version, the compiler, the build cache and its key, whether the
+custom op is built and loads, the backend a call would use now, and the environment
+switches (tfxent/_env.py) with their values. Exit status 1 when the op cannot be used.
+"""
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +23,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def report() -> dict:
-    """Everything `doctor` shows, as data (also used by `check`)."""
+    """Everything `doctor` shows, as data."""
     import tensorflow as tf
 
     from tfxent import _backend, _build
@@ -52,7 +55,7 @@ def report() -> dict:
     choice = _backend.choose(tf.zeros([1, 1]))
     info["backend"] = choice.backend
     info["backend_reason"] = choice.reason
-    info["environment"] = {name: os.environ.get(name) for name in _backend.ENVIRONMENT}
+    info["environment"] = {switch.name: _env.value(switch.name) for switch in _env.SWITCHES}
     return info
 
 
@@ -65,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
         for key, value in info.items():
             if key == "environment":
                 print("environment:")
-                for name, val in value.items():
-                    print(f"  {name:<24} {val if val is not None else '(unset)'}")
+                for switch in _env.SWITCHES:
+                    val = value[switch.name]
+                    shown = val if val is not None else "(unset)"
+                    if val is None and switch.default != "unset":
+                        shown = f"(unset: {switch.default})"
+                    print(f"  {switch.name:<24} {shown:<26} {switch.meaning}")
             else:
                 print(f"{key:<{width}}  {value}")
     if not info["op_loaded"]:

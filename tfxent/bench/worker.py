@@ -1,6 +1,6 @@
 """Worker process of `tfxent bench`: one thread count's timings, or one memory case.
 
-`python -m tfxent._bench_worker SPEC.json OUT.json`. A fresh process per thread count,
+`python -m tfxent.bench.worker SPEC.json OUT.json`. A fresh process per thread count,
 because TF's intra-op thread count can only be set before the runtime starts; a fresh
 process per memory case, so that its peak is the case's own. Progress goes to stderr; the
 results go to OUT.json, rewritten after every group so a crash loses only the rest.
@@ -10,37 +10,19 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
 
-from tfxent import _bench_cases as cases
-
-# Native op types of tf.nn, and tfxent's, by kind (what the graph check expects).
-NATIVE_OP = {
-    "dense": "SoftmaxCrossEntropyWithLogits",
-    "sparse": "SparseSoftmaxCrossEntropyWithLogits",
-}
-TFXENT_OP = {"dense": "TfxentSoftmaxXent", "sparse": "TfxentSparseSoftmaxXent"}
+from tfxent.bench import calls, cases
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _error(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160] if text else ''}"
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
 def _start_tf(threads: int | None):
@@ -55,139 +37,6 @@ def _start_tf(threads: int | None):
 
     _backend.op_library()
     return tf
-
-
-def _inputs(tf, n: int, c: int, dtype: str, dense: bool) -> dict:
-    """Logits ~ N(0, 1), class indices, and (dense) label-smoothed one-hot rows."""
-    tdt = getattr(tf, cases.TF_DTYPE[dtype])
-    out = {"logits": tf.random.stateless_normal([n, c], seed=[7, 11], dtype=tdt)}
-    if c > 0:
-        out["sparse"] = tf.random.stateless_uniform(
-            [n], seed=[5, 3], minval=0, maxval=c, dtype=tf.int32
-        )
-    else:
-        out["sparse"] = tf.zeros([n], tf.int32)
-    if dense:
-        off = 0.1 / max(c, 1)
-        out["dense"] = tf.one_hot(out["sparse"], c, on_value=0.9 + off, off_value=off, dtype=tdt)
-    return out
-
-
-def _step(tf, fn: Callable, mode: str) -> Callable:
-    """loss only, or loss and d loss / d logits through a GradientTape."""
-    if mode == "loss":
-
-        def loss_only(labels, logits):
-            return fn(labels=labels, logits=logits)
-
-        return loss_only
-
-    def forward_backward(labels, logits):
-        with tf.GradientTape() as tape:
-            tape.watch(logits)
-            loss = fn(labels=labels, logits=logits)
-        return loss, tape.gradient(loss, logits)
-
-    return forward_backward
-
-
-def _functions(tf, kind: str) -> dict:
-    import tfxent
-
-    name = "softmax_cross_entropy_with_logits"
-    if kind == "sparse":
-        name = "sparse_" + name
-    return {"tfxent": getattr(tfxent.nn, name), "tf.nn": getattr(tf.nn, name)}
-
-
-def _floor(tf, kind: str, mode: str) -> Callable:
-    """The least a call with the same inputs and outputs can do: one elementwise pass over
-    the logits (and, for forward+backward, the labels), no exp. Any implementation pays at
-    least this in the same exec mode; the report adds the exp cost to it for the best
-    speed-up that is reachable."""
-
-    def floor(labels, logits):
-        rows = tf.reduce_sum(logits, axis=-1)
-        if mode == "loss":
-            return rows
-        if kind == "sparse":
-            labels = tf.expand_dims(tf.cast(labels, logits.dtype), -1)
-        return rows, logits - labels
-
-    return floor
-
-
-def _variants(
-    tf, kind: str, mode: str, execs: tuple[str, ...], with_floor: bool
-) -> dict[str, Callable]:
-    fns = _functions(tf, kind)
-    out: dict[str, Callable] = {}
-    for impl in ("tfxent", "tf.nn"):
-        if "eager" in execs:
-            out[f"{impl}/eager"] = _step(tf, fns[impl], mode)
-        if "function" in execs:
-            out[f"{impl}/function"] = tf.function(_step(tf, fns[impl], mode))
-    out["xla"] = tf.function(_step(tf, fns["tf.nn"], mode), jit_compile=True)
-    if with_floor:
-        if "eager" in execs:
-            out["floor/eager"] = _floor(tf, kind, mode)
-        if "function" in execs:
-            out["floor/function"] = tf.function(_floor(tf, kind, mode))
-    return out
-
-
-class _BackendLog(logging.Handler):
-    """Collects the backend named by each `tfxent backend: ...` debug record."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.backends: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("tfxent backend") and record.args:
-            self.backends.append(str(record.args[0]))
-
-
-def _eager_backends(call: Callable) -> tuple[list[str], object]:
-    """Run `call` once with tfxent's debug log captured: which backend each call chose."""
-    logger = logging.getLogger("tfxent")
-    handler, level = _BackendLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        result = call()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    return handler.backends, result
-
-
-def _graph_ops(tf, fn: Callable, labels, logits) -> list[str]:
-    graph = tf.function(fn).get_concrete_function(labels, logits).graph
-    return sorted({op.type for op in graph.get_operations()})
-
-
-def _op_check(tf, kind: str, mode: str, labels, logits) -> dict:
-    """Which ops the traced graphs contain, and what `_backend.choose` says for these
-    logits: the evidence that tfxent's custom op (and TF's native op) computed the calls."""
-    from tfxent import _backend
-
-    fns = _functions(tf, kind)
-    check: dict = {"choose": _backend.choose(logits).backend}
-    expected = {TFXENT_OP[kind]} | ({TFXENT_OP[kind] + "Grad"} if mode == "fwdbwd" else set())
-    try:
-        ops = _graph_ops(tf, _step(tf, fns["tfxent"], mode), labels, logits)
-        check["tfxent_graph_ops"] = [op for op in ops if op.startswith("Tfxent")]
-        native = _graph_ops(tf, _step(tf, fns["tf.nn"], mode), labels, logits)
-        check["tf.nn_graph_native_op"] = NATIVE_OP[kind] in native
-        check["graph_ok"] = expected <= set(ops) and not any(
-            op.startswith("Tfxent") for op in native
-        )
-    except Exception as err:  # noqa: BLE001 - e.g. a shape TF rejects at trace time
-        check["graph_error"] = _error(err)
-        check["graph_ok"] = None
-    check["verified"] = check["choose"] == _backend.OP and check["graph_ok"] is not False
-    return check
 
 
 # A first call this long (s) is taken as steady: one-time costs are noise in it (eager), or
@@ -209,17 +58,17 @@ def _time_group(tf, g: cases.Group, tensors: dict, spec: dict) -> dict:
     labels = tensors["dense" if g.kind == "dense" else "sparse"]
     logits = tensors["logits"]
     # Memory-bound shapes are far from their call floor; timing it there would only cost time.
-    fns = _variants(tf, g.kind, g.mode, g.execs, with_floor=g.group != "memory-bound")
-    calls = {name: (lambda f=f: f(labels, logits)) for name, f in fns.items()}
-    result: dict = {"variants": {}, "op_check": _op_check(tf, g.kind, g.mode, labels, logits)}
+    fns = calls.variants(tf, g.kind, g.mode, g.execs, with_floor=g.group != "memory-bound")
+    runs = {name: (lambda f=f: f(labels, logits)) for name, f in fns.items()}
+    result: dict = {"variants": {}, "op_check": calls.op_check(tf, g.kind, g.mode, labels, logits)}
     live: dict[str, int] = {}
-    for name, call in calls.items():
+    for name, call in runs.items():
         entry: dict = {"error": None}
         result["variants"][name] = entry
         try:
             t0 = time.perf_counter()
             if name == "tfxent/eager":
-                backends, out = _eager_backends(call)
+                backends, out = calls.eager_backends(call)
                 result["op_check"]["eager_backends"] = sorted(set(backends))
                 if _backend_op() not in backends:
                     result["op_check"]["verified"] = False
@@ -246,7 +95,7 @@ def _time_group(tf, g: cases.Group, tensors: dict, spec: dict) -> dict:
             entry["inner"] = inner
             entry["calibrated_call_s"] = per_call
         except Exception as err:  # noqa: BLE001 - reported per variant, like TF's own errors
-            entry["error"] = _error(err)
+            entry["error"] = calls.error(err)
     per_rep = sum(result["variants"][n]["calibrated_call_s"] * k for n, k in live.items())
     reps = spec["min_reps"]
     if per_rep > 0:
@@ -256,12 +105,12 @@ def _time_group(tf, g: cases.Group, tensors: dict, spec: dict) -> dict:
     for rep in range(reps):
         shift = rep % max(len(names), 1)
         for name in names[shift:] + names[:shift]:  # interleaved, rotating the order
-            samples[name].append(_timed(calls[name], live[name]))
+            samples[name].append(_timed(runs[name], live[name]))
     for name in names:
         entry = result["variants"][name]
         ordered = sorted(samples[name])
         entry["samples_s"] = samples[name]
-        entry["median_s"] = _median(ordered)
+        entry["median_s"] = statistics.median(ordered)
         entry["min_s"] = ordered[0]
         entry["p25_s"] = ordered[(len(ordered) - 1) // 4]
         entry["p75_s"] = ordered[(3 * (len(ordered) - 1) + 3) // 4]
@@ -286,13 +135,13 @@ def _library_info() -> dict:
 
 
 def _machine(spec: dict, threads: int, llc_bytes: int) -> dict:
-    from tfxent import _bench_native
+    from tfxent.bench import limits
 
     try:
-        return _bench_native.machine_limits(spec.get("helper"), threads, llc_bytes)
+        return limits.machine_limits(spec.get("helper"), threads, llc_bytes)
     except Exception as err:  # noqa: BLE001
-        _log(f"tfxent bench: measuring the machine failed ({_error(err)}); using TF ops")
-        return _bench_native.machine_limits(None, threads, llc_bytes)
+        _log(f"tfxent bench: measuring the machine failed ({calls.error(err)}); using TF ops")
+        return limits.machine_limits(None, threads, llc_bytes)
 
 
 def _describe(tf, p: int, g: cases.Group, res: dict, seconds: float) -> str:
@@ -335,7 +184,7 @@ def run_timing(spec: dict, out_path: str) -> None:
             gc.collect()
             key = (g.n, g.c, g.dtype)
         if "logits" not in tensors or (g.kind == "dense" and "dense" not in tensors):
-            tensors.update(_inputs(tf, g.n, g.c, g.dtype, g.kind == "dense"))
+            tensors.update(calls.inputs(tf, g.n, g.c, g.dtype, g.kind == "dense"))
         t0 = time.perf_counter()
         res = _time_group(tf, g, tensors, spec)
         gc.collect()
@@ -385,15 +234,15 @@ def run_memory(spec: dict, out_path: str) -> None:
     tf = _start_tf(None)
     from tfxent import _backend
 
-    fns = _functions(tf, m.kind)
+    fns = calls.functions(tf, m.kind)
     fn = fns["tf.nn" if m.impl == "xla" else m.impl]
-    step = _step(tf, fn, m.mode)
+    step = calls.step(tf, fn, m.mode)
     if m.impl == "xla":
         step = tf.function(step, jit_compile=True)
-    small = _inputs(tf, 4, 8, m.dtype, m.kind == "dense")
+    small = calls.inputs(tf, 4, 8, m.dtype, m.kind == "dense")
     for _ in range(2):
         step(small[m.kind], small["logits"])  # one-time costs: library, pools, tracing
-    tensors = _inputs(tf, m.n, m.c, m.dtype, m.kind == "dense")
+    tensors = calls.inputs(tf, m.n, m.c, m.dtype, m.kind == "dense")
     labels, logits = tensors[m.kind], tensors["logits"]
     gc.collect()
     rss_before = _proc_status("VmRSS")

@@ -1,10 +1,11 @@
-"""Rows, tables and the issue-3 target summary of `tfxent bench` (no TensorFlow here)."""
+"""Rows, tables and the performance-target summary (docs/performance.md) of `tfxent bench`
+(no TensorFlow here)."""
 
 from __future__ import annotations
 
 import math
 
-from tfxent import _bench_cases as cases
+from tfxent.bench import cases
 
 MODE_LABEL = {"loss": "loss", "fwdbwd": "fwd+bwd"}
 # Samples whose interquartile range exceeds this fraction of the median get a note: on a
@@ -185,15 +186,6 @@ def table(rs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(rs: list[dict]) -> str:
-    """The same rows as a Markdown table (for the README)."""
-    head = [name for name, _, _ in COLUMNS[:-1]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rs:
-        lines.append("| " + " | ".join(_cells(r)[:-1]) + " |")
-    return "\n".join(lines)
-
-
 def memory_table(results: list[dict]) -> str:
     head = (
         f"{'shape':>13}  {'dtype':<5}  {'kind':<6}  {'mode':<7}  {'impl':<6}  "
@@ -230,7 +222,8 @@ def _label(r: dict) -> str:
 
 
 def targets(rs: list[dict], memory: list[dict]) -> list[tuple[str, str, str]]:
-    """Issue 3's targets at the largest thread count measured: (target, worst case, status)."""
+    """The performance targets (docs/performance.md) at the largest thread count measured:
+    (target, worst case, status)."""
     if not rs:
         return []
     p = max(r["threads"] for r in rs)

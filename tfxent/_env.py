@@ -1,0 +1,70 @@
+"""Every environment switch tfxent reads, declared once: name, default and meaning.
+
+`python -m tfxent doctor` prints this list with the values it finds, and the README's table
+of switches is checked against it (tests/core/test_env.py). The modules that read a switch
+use `value` or `flag` with a name declared here, so an undeclared name is an error. No
+TensorFlow here: the command line reads it before anything imports TF.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Switch:
+    name: str
+    default: str  # what applies when the variable is unset, as the README shows it
+    meaning: str
+
+
+SWITCHES = (
+    Switch(
+        "TFXENT_REQUIRE_OP",
+        "unset",
+        "1: a failure to build or load the custom op is an error instead of a warning and a "
+        "fallback to the composite path (CI and the tests set it)",
+    ),
+    Switch(
+        "TFXENT_FORCE_COMPOSITE",
+        "unset",
+        "1: compute every call with the composite path of TF primitives",
+    ),
+    Switch(
+        "TFXENT_CACHE_DIR",
+        "$XDG_CACHE_HOME/tfxent",
+        "where compiled ops are cached",
+    ),
+    Switch(
+        "TFXENT_SANITIZE",
+        "unset",
+        "address: build and load an AddressSanitizer variant of the op, under its own cache "
+        "key (the process must preload the ASan runtime)",
+    ),
+    Switch(
+        "TFXENT_AUDIT",
+        "unset",
+        "1 (or json): record v1 -> v2 migration hazards while the program runs and report "
+        "them at exit (tfxent.audit)",
+    ),
+    Switch(
+        "TFXENT_AUDIT_FILE",
+        "stderr",
+        "write the TFXENT_AUDIT report to this file",
+    ),
+    Switch("CXX", "c++", "the C++ compiler that builds the op"),
+)
+_BY_NAME = {switch.name: switch for switch in SWITCHES}
+
+
+def value(name: str) -> str | None:
+    """The variable's value, or None when unset; `name` must be declared above."""
+    if name not in _BY_NAME:
+        raise KeyError(f"tfxent: {name} is not a declared switch (tfxent/_env.py)")
+    return os.environ.get(name)
+
+
+def flag(name: str) -> bool:
+    """True when the switch is set to exactly "1"."""
+    return value(name) == "1"

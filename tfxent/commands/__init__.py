@@ -1,1 +1,0 @@
-"""Small subcommands of `python -m tfxent` (`build`, `doctor`)."""
