@@ -15,7 +15,7 @@ import sys
 SUBCOMMANDS = {
     "check": "tfxent.parity.check",
     "bench": "tfxent.bench",
-    "migrate": "tfxent.migrate.cli",
+    "migrate": "tfxent.cli.migrate",
     "build": "tfxent.commands.build",
     "doctor": "tfxent.commands.doctor",
 }

@@ -2,6 +2,7 @@
 
 Exposes the ``DESCRIPTION`` / ``add_args`` / ``run`` triple that ``tfxent/__main__.py``
 dispatches to. Results (diffs, the findings report) go to stdout; logs go to stderr.
+Only the standard library is imported until :func:`run`, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import difflib
 import os
 import sys
 import textwrap
+import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tfxent.migrate._codemod import PRAGMA
-from tfxent.migrate._engine import migrate_file, write_result
-from tfxent.migrate._report import MigrationResult, summarize, summary_line, to_json, to_text
+from tfxent.migrate._options import PRAGMA, Options
+
+if TYPE_CHECKING:
+    from tfxent.migrate._report import MigrationResult
 
 DESCRIPTION = (
     "Rewrite TF 1.x softmax cross-entropy calls to the TF 2 API with identical semantics "
@@ -33,9 +36,12 @@ modes (one of):
 findings, ranked:
   RISK  semantics change possible: a human must check the site (stored references,
         functools.partial, *args/**kwargs calls, positional calls that look like the
-        TF 0.x (logits, labels) order, calls that raised in TF 1.x, unparseable files)
+        TF 0.x (logits, labels) order, calls that raised in TF 1.x, files or cells that
+        cannot be parsed and each cross-entropy name a line scan finds in them, files that
+        look like TF 2 code)
   SAFE  a safe rewrite, applied by --write (identical loss and gradients on TF 2)
-  INFO  nothing changes on TF 2 (e.g. tf.compat.v1 names kept); noted for completeness
+  INFO  nothing changes on TF 2 (e.g. tf.compat.v1 names kept, a name evaluated and
+        discarded); noted for completeness
   Each is printed as PATH:LINE:COL (PATH#cellN:LINE:COL in notebooks, N counting all cells).
   A comment '# {PRAGMA}' on a line of a site leaves it alone and unreported.
 
@@ -45,16 +51,20 @@ report:
   text otherwise. --json prints the JSON report on stdout.
 
 input: every file is read as TF 1.x code (tf.nn.X is the v1 function), so point it at
-code not yet migrated. Its own output reads the same under TF 1.x and TF 2 (a second run
-changes nothing). Hand-written TF 2 code whose labels' gradient must flow should spell
-tf.compat.v2.nn.softmax_cross_entropy_with_logits (as the _v2 rewrite does) or carry the
-'# {PRAGMA}' comment.
+code not yet migrated, and leave out code already written for TF 2 with --exclude (a file
+that looks like TF 2 code gets a RISK finding, tf2-code). Its own output reads the same
+under TF 1.x and TF 2 (a second run changes nothing). Hand-written TF 2 code whose labels'
+gradient must flow should spell tf.compat.v2.nn.softmax_cross_entropy_with_logits (as the
+_v2 rewrite does) or carry the '# {PRAGMA}' comment.
 
-exit status: 0 OK; 1 a file could not be read or parsed, or (--check) changes or RISK
+speed: files that do not contain "cross_entropy" (nor import nn from TensorFlow) are
+skipped before any parse; with more than a few files to parse, --jobs worker processes
+share them. --stats prints the counts and the time of each phase to stderr.
+
+exit status: 0 OK; 1 a file (or a notebook cell) could not be read or parsed (the rest of
+a notebook is still migrated and, with --write, written), or (--check) changes or RISK
 findings remain; 2 usage error or interrupted.
 """
-
-_SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -99,25 +109,26 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "the order TF >= 2.12 reads as (labels, logits), and rewrite them to keywords "
         "(without it, calls that look like the 0.x order are reported and left alone)",
     )
-
-
-def collect(paths: list[str]) -> list[tuple[Path, str]]:
-    """Files to migrate, with the name to show for each; raises FileNotFoundError."""
-    found: dict[Path, str] = {}
-    for given in paths:
-        path = Path(given)
-        if path.is_file():
-            found.setdefault(path.resolve(), given)
-        elif path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
-                for name in sorted(files):
-                    if name.endswith((".py", ".ipynb")):
-                        file = Path(root, name)
-                        found.setdefault(file.resolve(), file.as_posix())
-        else:
-            raise FileNotFoundError(given)
-    return [(path, display) for path, display in found.items()]
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="leave out this file or directory (e.g. code already written for TF 2); "
+        "may be given several times",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="worker processes for large trees (default: the number of CPUs; 1: none)",
+    )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="print files read, skipped, parsed and rewritten, and the time per phase",
+    )
 
 
 def unified_diff(result: MigrationResult) -> str:
@@ -139,23 +150,36 @@ def _log(message: str) -> None:
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     """Run ``tfxent migrate`` with parsed ``args``; returns the exit status."""
+    from tfxent.migrate._batch import Stats, collect, migrate_files
+    from tfxent.migrate._files import write_result
+    from tfxent.migrate._report import summarize, summary_line, to_json, to_text
+
     out = stdout if stdout is not None else sys.stdout
     mode = getattr(args, "migrate_mode", "diff")
+    stats = Stats()
+    start = time.perf_counter()
     try:
-        files = collect(args.paths)
+        files = collect(args.paths, getattr(args, "exclude", []))
     except FileNotFoundError as exc:
         _log(f"tfxent migrate: no such file or directory: {exc}")
         return 2
     if not files:
         _log("tfxent migrate: no .py or .ipynb files found under the given paths")
-    results: list[MigrationResult] = []
+    start = stats.lap("find", start)
+    options = Options(pin_v1=args.pin_v1, tf0_order=args.tf0_order)
     try:
-        for path, display in files:
-            result = migrate_file(path, display, pin_v1=args.pin_v1, tf0_order=args.tf0_order)
-            results.append(result)
+        results = migrate_files(files, options, getattr(args, "jobs", 1), stats)
+        start = time.perf_counter()
+        for (path, display), result in zip(files, results, strict=True):
             if result.error is not None:
                 _log(f"tfxent migrate: {display}: left untouched: {result.error}")
-            elif result.changed and mode == "diff":
+            elif result.failed:
+                cells = sorted({f.cell for f in result.findings if f.code == "parse-error"})
+                _log(
+                    f"tfxent migrate: {display}: cell(s) {', '.join(map(str, cells))} could "
+                    "not be parsed and are left as they are; the other cells are migrated"
+                )
+            if result.changed and mode == "diff":
                 out.write(unified_diff(result))
             elif result.changed and mode == "write":
                 try:
@@ -182,6 +206,9 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     counts = summarize(results)
     if args.report is not None or args.json:  # the text report ends with this line itself
         _log(summary_line(counts, written=written))
+    stats.lap("output", start)
+    if getattr(args, "stats", False):
+        print(stats.to_text(), end="", file=sys.stderr, flush=True)
 
     if counts["failed"]:
         return 1

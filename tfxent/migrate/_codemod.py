@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
@@ -21,10 +23,8 @@ from tfxent.migrate._names import (
     classify,
     v2_function_name,
 )
-from tfxent.migrate._options import DEFAULT_OPTIONS, Options
+from tfxent.migrate._options import DEFAULT_OPTIONS, PRAGMA, Options
 from tfxent.migrate._report import Finding, Risk
-
-PRAGMA = "tfxent: ignore"  # on any line of a site: leave it alone and do not report it
 
 _CALL_CODES = {
     Kind.DENSE_V1: "v1-dense-call",
@@ -66,9 +66,16 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
     METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider, PositionProvider)
 
     def __init__(
-        self, context: CodemodContext, *, path: str = "<string>", options: Options = DEFAULT_OPTIONS
+        self,
+        context: CodemodContext,
+        *,
+        path: str = "<string>",
+        options: Options = DEFAULT_OPTIONS,
+        unparsed_imports: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(context)
+        # A name whose import is in text that could not be parsed -> where that text is.
+        self.unparsed_imports = unparsed_imports or {}
         self.path = path
         self.pin_v1 = options.pin_v1
         self.tf0_order = options.tf0_order
@@ -76,6 +83,7 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         self._callees: set[int] = set()  # id() of every Call.func in the original tree
         self._arg_of: dict[int, cst.Call] = {}  # id(argument value) -> the call it is passed to
         self._assigned: set[int] = set()  # id() of right-hand sides of assignments
+        self._discarded: set[int] = set()  # id() of expression statements' values
         self._replace: dict[int, cst.BaseExpression] = {}  # pinned references
         self._lines: list[str] = []
         self._used_names: set[str] | None = None
@@ -129,11 +137,14 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         )
 
     def _report_unresolved(self, node: cst.CSTNode) -> None:
-        message = (
-            f"`{self._code(node)}`: no import in this file binds "
-            f"`{self._code(node).split('.')[0]}` (a star import?), so which API it is cannot "
-            "be told; not rewritten"
-        )
+        code = self._code(node)
+        head = code.split(".")[0]
+        where = self.unparsed_imports.get(head)
+        if where is not None:
+            why = f"`{head}` is imported in {where}, which could not be parsed"
+        else:
+            why = f"no import in this file binds `{head}` (a star import?)"
+        message = f"`{code}`: {why}, so which API it is cannot be told; not rewritten"
         self._report(node, Risk.RISK, "unresolved-name", message, rewritten=False)
 
     def _tf_name(self, node: cst.CSTNode) -> _TfName:
@@ -194,6 +205,10 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         self._assigned.add(id(node.value))
         return True
 
+    def visit_Expr(self, node: cst.Expr) -> bool:
+        self._discarded.add(id(node.value))
+        return True
+
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         if node.value is not None:
             self._assigned.add(id(node.value))
@@ -224,6 +239,10 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
             code, how = "passed-reference", f"passed to `{self._code(owner.func)}`"
         elif id(node) in self._assigned:
             code, how = "stored-reference", "stored in a variable"
+        elif id(node) in self._discarded:
+            text = f"`{self._code(node)}` is evaluated and discarded: nothing to change"
+            self._report(node, Risk.INFO, "discarded-reference", text, rewritten=False)
+            return True
         else:
             code, how = "reference", "used without being called"
         text = f"`{self._code(node)}` {how}: its calls are not rewritten. "
