@@ -25,7 +25,7 @@ _HELP_TARGET = re.compile(r"%{0,2}(?!\d)[\w*]+(?:\.(?!\d)[\w*]+|\[-?[0-9]+\])*\?
 # Cell magics whose body is Python (the rest make the cell another language).
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 MASK = "pass  # __tfxent_magic_{}__"
-MASKED = re.compile(r"^[ \t]*pass  # __tfxent_magic_(\d+)__$", re.MULTILINE)
+MASKED = re.compile(r"^[ \t]*pass  # __tfxent_magic_(\d+)__(?=\r?$)", re.MULTILINE)
 
 Tokens = list[tokenize.TokenInfo]
 # (first line, column, priority): IPython applies the earliest piece, help before escapes.
