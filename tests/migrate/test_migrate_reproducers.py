@@ -49,9 +49,9 @@ def migrate(*argv: str) -> tuple[int, str]:
 def test_percent_continuing_an_expression_is_python_not_a_magic():
     cell = 'msg = ("loss %s"\n       % 1.0)\n' + CALL
     result = migrate_notebook(notebook("import tensorflow as tf", cell), "nb.ipynb")
-    assert result.error is None and not result.failed
     assert cell_sources(result.code)[1] == cell.replace(CALL, MIGRATED)
     assert summary(result) == [(2, 3, "safe", "v1-dense-call")]
+    assert result.error is None and not result.failed
 
 
 def test_question_mark_ending_a_docstring_line_is_python_not_help():
@@ -60,9 +60,9 @@ def test_question_mark_ending_a_docstring_line_is_python_not_help():
         f"    return tf.nn.{SCE}(labels=y, logits=z)\n"
     )
     result = migrate_notebook(notebook("import tensorflow as tf", cell), "nb.ipynb")
-    assert not result.failed
     assert cell_sources(result.code)[1] == cell.replace("labels=y", "labels=tf.stop_gradient(y)")
     assert summary(result) == [(2, 4, "safe", "v1-dense-call")]
+    assert not result.failed
 
 
 # -- 2. messages and exit status ------------------------------------------------------------
