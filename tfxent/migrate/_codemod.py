@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.helpers import get_full_name_for_node
-from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
+from libcst.metadata import PositionProvider, ScopeProvider
 
 from tfxent.migrate._calls import plan_args
 from tfxent.migrate._names import (
@@ -63,7 +64,9 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         "Rewrite TF 1.x softmax cross-entropy calls to the TF 2 API with identical semantics "
         "(labels' gradient stopped as v1 did), and report the sites it cannot rewrite."
     )
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider, PositionProvider)
+    # Qualified names come from the scopes on demand, for the few nodes whose name can be
+    # one that matters (QualifiedNameProvider would visit every node of the module again).
+    METADATA_DEPENDENCIES = (ScopeProvider, PositionProvider)
 
     def __init__(
         self,
@@ -86,13 +89,17 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         self._discarded: set[int] = set()  # id() of expression statements' values
         self._replace: dict[int, cst.BaseExpression] = {}  # pinned references
         self._lines: list[str] = []
+        self._names_of_interest: set[str] = set()
         self._used_names: set[str] | None = None
         self._fresh: _TfName | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        self._lines = tree.code.splitlines()
+        code = tree.code
+        self._lines = code.splitlines()
+        # An alias (`import ... as x`) may name any of them; other names cannot.
+        self._names_of_interest = _NAMES_OF_INTEREST | set(_AS_ALIAS.findall(code))
         return super().transform_module_impl(tree)
 
     def _code(self, node: cst.CSTNode) -> str:
@@ -111,7 +118,16 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         )
 
     def _qualified(self, node: cst.CSTNode) -> set[str]:
-        return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
+        if isinstance(node, cst.Attribute):
+            last = node.attr.value
+        elif isinstance(node, cst.Name):
+            last = node.value
+        else:
+            return set()
+        if last not in self._names_of_interest:
+            return set()
+        scope = self.get_metadata(ScopeProvider, node, None)
+        return {q.name for q in scope.get_qualified_names_for(node)} if scope else set()
 
     def _target(self, node: cst.CSTNode) -> Target | None:
         targets = [t for t in map(classify, self._qualified(node)) if t is not None]
@@ -357,6 +373,13 @@ def _changes_message(target: Target) -> str:
         "or keep v1 with tf.compat.v1.nn.softmax_cross_entropy_with_logits (--pin-v1)"
     )
 
+
+# The last component of every qualified name the codemod asks about.
+_NAMES_OF_INTEREST = frozenset(
+    {DENSE, DENSE_V2_HELPER, DENSE_V2_HELPER + "_helper", SPARSE}
+    | {name.rsplit(".", 1)[1] for name in STOP_GRADIENT_NAMES | PARTIAL_NAMES}
+)
+_AS_ALIAS = re.compile(r"\bas\s+(\w+)")
 
 # Names in ``tf.compat.v1.nn`` (pinning keeps the v1 function).
 _V1_NAMES = {Kind.DENSE_V1: DENSE, Kind.DENSE_V2_HELPER: DENSE_V2_HELPER, Kind.SPARSE_V1: SPARSE}
