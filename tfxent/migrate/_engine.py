@@ -12,6 +12,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from tfxent.migrate._codemod import XentMigrationCommand
+from tfxent.migrate._elide import elide, restore
 from tfxent.migrate._options import Options
 from tfxent.migrate._report import Finding, MigrationResult, Risk, sort_findings
 
@@ -72,7 +73,7 @@ def transform_code(
     ``timings``: seconds spent parsing and rewriting are added to its "parse" and "rewrite".
     """
     start = time.perf_counter()
-    module = parse(code)
+    module, elided = elide(parse(code))
     _add_time(timings, "parse", start)
     start = time.perf_counter()
     command = XentMigrationCommand(
@@ -81,7 +82,7 @@ def transform_code(
         options=options,
         unparsed_imports=unparsed_imports or {},
     )
-    new_module = command.transform_module(module)
+    new_module = restore(command.transform_module(module), elided)
     findings = command.findings
     warning = tf2_warning(code, path, findings)
     if warning is not None:
