@@ -6,21 +6,22 @@ Three surfaces, one core (docs/design.md):
   `_sentinel` guard against positional calls;
 * `tfxent.nn`: `tf.nn` of the installed TF;
 * `tfxent.compat.v1.nn`: `tf.compat.v1.nn` of the installed TF.
+
+Importing this package does not import TensorFlow, so `tfxent.migrate` and the command line
+start fast without it. The surfaces and `audit`, `saved_model` are resolved on first use
+(PEP 562). The ops are registered with TF as soon as both are loaded: at once when
+TensorFlow is already imported, otherwise right after TensorFlow's own import completes,
+so `import tfxent` before or after `import tensorflow` is all a SavedModel using the ops
+needs before `tf.saved_model.load`.
 """
 
 from __future__ import annotations
 
-try:
-    import tensorflow as _tf  # noqa: F401
-except ImportError as _err:  # pragma: no cover - exercised in a TF-free environment
-    raise ImportError(
-        "tfxent needs TensorFlow 2.12-2.21, which is an optional extra so that it never "
-        "installs a second TF: pip install 'tfxent[tensorflow]' or 'tfxent[tensorflow-cpu]'"
-    ) from _err
+import importlib
+from types import ModuleType
 
-from tfxent import _args, _audit, _backend, compat, nn, saved_model  # noqa: E402
-from tfxent._audit import audit  # noqa: E402  (the runtime migration audit)
-from tfxent.patch import patch, patched, unpatch  # noqa: E402
+from tfxent import _after_import
+from tfxent.patch import patch, patched, unpatch  # TF-free until called
 
 __version__ = "0.1.0"
 
@@ -37,12 +38,48 @@ __all__ = [
     "unpatch",
 ]
 
-# Register the ops with TF at import (building them on first use), so that `import tfxent`
-# is all a SavedModel using them needs before `tf.saved_model.load`. A build failure warns
-# here and calls fall back to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
-_backend.preload()
-# TFXENT_AUDIT=1 audits the whole process from here on (README, "Migrating from TF 1.x").
-_audit.start_from_environment()
+# Submodules that import TensorFlow, loaded by the first `tfxent.<name>`.
+_LAZY_SUBMODULES = frozenset({"compat", "nn", "saved_model"})
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY_SUBMODULES and name != "audit":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        if name == "audit":
+            # tfxent.audit(), the runtime migration audit (also TFXENT_AUDIT=1): a function.
+            return importlib.import_module(f"{__name__}._audit").audit
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != "tensorflow":
+            raise
+        raise ImportError(
+            f"tfxent.{name} needs TensorFlow 2.12-2.21, which is an optional extra so "
+            "that it never installs a second TF: pip install 'tfxent[tensorflow]' or "
+            "'tfxent[tensorflow-cpu]'"
+        ) from err
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _register_ops(backend: ModuleType) -> None:
+    # Loads (building if needed) the op library. A build failure warns and calls fall back
+    # to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
+    backend.preload()
+    # TFXENT_AUDIT=1 audits the whole process from here on (README, "Migrating from TF 1.x").
+    importlib.import_module(f"{__name__}._audit").start_from_environment()
+
+
+def _import_backend(_tensorflow: ModuleType) -> None:
+    # When tfxent's own import of TensorFlow got here, tfxent._backend is still being
+    # imported: this returns it unfinished and the hook below registers once it is done.
+    importlib.import_module(f"{__name__}._backend")
+
+
+_after_import.when_imported(f"{__name__}._backend", _register_ops)
+_after_import.when_imported("tensorflow", _import_backend)
 
 
 def softmax_cross_entropy_with_logits(
@@ -58,11 +95,12 @@ def softmax_cross_entropy_with_logits(
     Differences from TF: the `_sentinel` guard is the intended difference from TF ≥ 2.12
     (compat_matrix.md).
     """
+    from tfxent import _args
+    from tfxent.compat.v1 import nn as v1_nn
+
     dim = _args.lookup_axis("axis", axis, "dim", dim)
     _args.ensure_named_xent_args("softmax_cross_entropy_with_logits", _sentinel, labels, logits)
-    return compat.v1.nn.softmax_cross_entropy_with_logits(
-        labels=labels, logits=logits, dim=dim, name=name
-    )
+    return v1_nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits, dim=dim, name=name)
 
 
 def softmax_cross_entropy_with_logits_v2(labels, logits, axis=None, name=None, dim=None):
@@ -70,7 +108,9 @@ def softmax_cross_entropy_with_logits_v2(labels, logits, axis=None, name=None, d
 
     Same as `tfxent.compat.v1.nn.softmax_cross_entropy_with_logits_v2`.
     """
-    return compat.v1.nn.softmax_cross_entropy_with_logits_v2(
+    from tfxent.compat.v1 import nn as v1_nn
+
+    return v1_nn.softmax_cross_entropy_with_logits_v2(
         labels=labels, logits=logits, axis=axis, name=name, dim=dim
     )
 
@@ -81,9 +121,10 @@ def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits
     Same as `tfxent.compat.v1.nn.sparse_softmax_cross_entropy_with_logits` after the
     `_sentinel` guard.
     """
+    from tfxent import _args
+    from tfxent.compat.v1 import nn as v1_nn
+
     _args.ensure_named_xent_args(
         "sparse_softmax_cross_entropy_with_logits", _sentinel, labels, logits
     )
-    return compat.v1.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=labels, logits=logits, name=name
-    )
+    return v1_nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits, name=name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tfxent.migrate import cli
+from tfxent.cli import migrate as cli
 
 ROOT = Path(__file__).parents[2]
 CORPUS = Path(__file__).parent / "migrate_corpus"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.helpers import get_full_name_for_node
-from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
+from libcst.metadata import PositionProvider, ScopeProvider
 
 from tfxent.migrate._calls import plan_args
 from tfxent.migrate._names import (
@@ -21,10 +24,8 @@ from tfxent.migrate._names import (
     classify,
     v2_function_name,
 )
-from tfxent.migrate._options import DEFAULT_OPTIONS, Options
+from tfxent.migrate._options import DEFAULT_OPTIONS, PRAGMA, Options
 from tfxent.migrate._report import Finding, Risk
-
-PRAGMA = "tfxent: ignore"  # on any line of a site: leave it alone and do not report it
 
 _CALL_CODES = {
     Kind.DENSE_V1: "v1-dense-call",
@@ -63,12 +64,21 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         "Rewrite TF 1.x softmax cross-entropy calls to the TF 2 API with identical semantics "
         "(labels' gradient stopped as v1 did), and report the sites it cannot rewrite."
     )
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider, PositionProvider)
+    # Qualified names come from the scopes on demand, for the few nodes whose name can be
+    # one that matters (QualifiedNameProvider would visit every node of the module again).
+    METADATA_DEPENDENCIES = (ScopeProvider, PositionProvider)
 
     def __init__(
-        self, context: CodemodContext, *, path: str = "<string>", options: Options = DEFAULT_OPTIONS
+        self,
+        context: CodemodContext,
+        *,
+        path: str = "<string>",
+        options: Options = DEFAULT_OPTIONS,
+        unparsed_imports: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(context)
+        # A name whose import is in text that could not be parsed -> where that text is.
+        self.unparsed_imports = unparsed_imports or {}
         self.path = path
         self.pin_v1 = options.pin_v1
         self.tf0_order = options.tf0_order
@@ -76,15 +86,20 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         self._callees: set[int] = set()  # id() of every Call.func in the original tree
         self._arg_of: dict[int, cst.Call] = {}  # id(argument value) -> the call it is passed to
         self._assigned: set[int] = set()  # id() of right-hand sides of assignments
+        self._discarded: set[int] = set()  # id() of expression statements' values
         self._replace: dict[int, cst.BaseExpression] = {}  # pinned references
         self._lines: list[str] = []
+        self._names_of_interest: set[str] = set()
         self._used_names: set[str] | None = None
         self._fresh: _TfName | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        self._lines = tree.code.splitlines()
+        code = tree.code
+        self._lines = code.splitlines()
+        # An alias (`import ... as x`) may name any of them; other names cannot.
+        self._names_of_interest = _NAMES_OF_INTEREST | set(_AS_ALIAS.findall(code))
         return super().transform_module_impl(tree)
 
     def _code(self, node: cst.CSTNode) -> str:
@@ -103,7 +118,16 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         )
 
     def _qualified(self, node: cst.CSTNode) -> set[str]:
-        return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
+        if isinstance(node, cst.Attribute):
+            last = node.attr.value
+        elif isinstance(node, cst.Name):
+            last = node.value
+        else:
+            return set()
+        if last not in self._names_of_interest:
+            return set()
+        scope = self.get_metadata(ScopeProvider, node, None)
+        return {q.name for q in scope.get_qualified_names_for(node)} if scope else set()
 
     def _target(self, node: cst.CSTNode) -> Target | None:
         targets = [t for t in map(classify, self._qualified(node)) if t is not None]
@@ -129,11 +153,14 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         )
 
     def _report_unresolved(self, node: cst.CSTNode) -> None:
-        message = (
-            f"`{self._code(node)}`: no import in this file binds "
-            f"`{self._code(node).split('.')[0]}` (a star import?), so which API it is cannot "
-            "be told; not rewritten"
-        )
+        code = self._code(node)
+        head = code.split(".")[0]
+        where = self.unparsed_imports.get(head)
+        if where is not None:
+            why = f"`{head}` is imported in {where}, which could not be parsed"
+        else:
+            why = f"no import in this file binds `{head}` (a star import?)"
+        message = f"`{code}`: {why}, so which API it is cannot be told; not rewritten"
         self._report(node, Risk.RISK, "unresolved-name", message, rewritten=False)
 
     def _tf_name(self, node: cst.CSTNode) -> _TfName:
@@ -194,6 +221,10 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
         self._assigned.add(id(node.value))
         return True
 
+    def visit_Expr(self, node: cst.Expr) -> bool:
+        self._discarded.add(id(node.value))
+        return True
+
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         if node.value is not None:
             self._assigned.add(id(node.value))
@@ -224,6 +255,10 @@ class XentMigrationCommand(VisitorBasedCodemodCommand):
             code, how = "passed-reference", f"passed to `{self._code(owner.func)}`"
         elif id(node) in self._assigned:
             code, how = "stored-reference", "stored in a variable"
+        elif id(node) in self._discarded:
+            text = f"`{self._code(node)}` is evaluated and discarded: nothing to change"
+            self._report(node, Risk.INFO, "discarded-reference", text, rewritten=False)
+            return True
         else:
             code, how = "reference", "used without being called"
         text = f"`{self._code(node)}` {how}: its calls are not rewritten. "
@@ -338,6 +373,13 @@ def _changes_message(target: Target) -> str:
         "or keep v1 with tf.compat.v1.nn.softmax_cross_entropy_with_logits (--pin-v1)"
     )
 
+
+# The last component of every qualified name the codemod asks about.
+_NAMES_OF_INTEREST = frozenset(
+    {DENSE, DENSE_V2_HELPER, DENSE_V2_HELPER + "_helper", SPARSE}
+    | {name.rsplit(".", 1)[1] for name in STOP_GRADIENT_NAMES | PARTIAL_NAMES}
+)
+_AS_ALIAS = re.compile(r"\bas\s+(\w+)")
 
 # Names in ``tf.compat.v1.nn`` (pinning keeps the v1 function).
 _V1_NAMES = {Kind.DENSE_V1: DENSE, Kind.DENSE_V2_HELPER: DENSE_V2_HELPER, Kind.SPARSE_V1: SPARSE}

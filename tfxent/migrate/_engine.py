@@ -1,20 +1,31 @@
-"""Running the codemod on source text and on files, one file's failure isolated from others."""
+"""Running the codemod on the text of one module: parse, rewrite, and what to say when the
+text cannot be parsed or does not look like TF 1.x code."""
 
 from __future__ import annotations
 
 import ast
-import io
-import os
-import tempfile
-import tokenize
-from pathlib import Path
+import re
+import time
+from collections.abc import Mapping
 
 import libcst as cst
 from libcst.codemod import CodemodContext
 
 from tfxent.migrate._codemod import XentMigrationCommand
+from tfxent.migrate._elide import elide, restore
 from tfxent.migrate._options import Options
 from tfxent.migrate._report import Finding, MigrationResult, Risk, sort_findings
+
+# Any of the three legacy names (and nn_ops' private helper), with its dotted prefix.
+_SITE = re.compile(r"[\w.]*\b(?:sparse_)?softmax_cross_entropy_with_logits(?:_v2(?:_helper)?)?\b")
+# Constructs that only TF 2 code uses, and spellings that mark TF 1.x (or compat.v1) code.
+_TF2_SIGNS = re.compile(
+    r"\bGradientTape\b|@tf\.function\b|class\s+\w+\(\s*(?:tf\.)?keras\.(?:Model|layers\.Layer)\b"
+)
+_TF1_SIGNS = re.compile(
+    r"\bcompat\.v1\b|\bSession\b|\bplaceholder\b|\bvariable_scope\b|\bcontrib\b"
+    r"|\bdisable_v2_behavior\b|\bget_variable\b|\btf\.layers\b"
+)
 
 
 class SourceError(Exception):
@@ -42,24 +53,90 @@ def parse(code: str) -> cst.Module:
         raise SourceError(exc.message, exc.raw_line, exc.raw_column + 1) from exc
 
 
-def transform_code(code: str, path: str, options: Options) -> tuple[str, list[Finding]]:
-    """Migrate Python source text; raises SourceError when it does not parse."""
-    module = parse(code)
-    command = XentMigrationCommand(CodemodContext(filename=path), path=path, options=options)
-    new_module = command.transform_module(module)
-    return new_module.code, sort_findings(command.findings)
+def _add_time(timings: dict[str, float] | None, phase: str, start: float) -> None:
+    if timings is not None:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
 
 
-def parse_error_result(path: str, exc: SourceError, cell: int | None = None) -> Finding:
-    return Finding(
-        path,
-        exc.line,
-        exc.column,
-        Risk.RISK,
-        "parse-error",
-        f"cannot parse ({exc}); file left untouched and not checked",
-        cell=cell,
+def transform_code(
+    code: str,
+    path: str,
+    options: Options,
+    *,
+    unparsed_imports: Mapping[str, str] | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[str, list[Finding]]:
+    """Migrate Python source text; raises SourceError when it does not parse.
+
+    ``unparsed_imports``: names whose import is in text that could not be parsed, with
+    where that text is (a notebook cell), for the message of a call through them.
+    ``timings``: seconds spent parsing and rewriting are added to its "parse" and "rewrite".
+    """
+    start = time.perf_counter()
+    module, elided = elide(parse(code))
+    _add_time(timings, "parse", start)
+    start = time.perf_counter()
+    command = XentMigrationCommand(
+        CodemodContext(filename=path),
+        path=path,
+        options=options,
+        unparsed_imports=unparsed_imports or {},
     )
+    new_module = restore(command.transform_module(module), elided)
+    findings = command.findings
+    warning = tf2_warning(code, path, findings)
+    if warning is not None:
+        findings.append(warning)
+    _add_time(timings, "rewrite", start)
+    return new_module.code, sort_findings(findings)
+
+
+def tf2_warning(code: str, path: str, findings: list[Finding]) -> Finding | None:
+    """A RISK finding when code that plainly targets TF 2 would get TF 1.x semantics."""
+    rewritten = sum(f.rewritten for f in findings)
+    sign = _TF2_SIGNS.search(code)
+    if not rewritten or sign is None or _TF1_SIGNS.search(code):
+        return None
+    line = code.count("\n", 0, sign.start()) + 1
+    message = (
+        f"this file looks like TF 2 code (`{sign.group().strip()}` on line {line}, no TF 1.x "
+        f"API in sight), but it is read as TF 1.x: {rewritten} site(s) are rewritten to keep "
+        "the v1 semantics (labels' gradient stopped). If the code already runs on TF 2, "
+        "those rewrites change its gradients: leave it out with --exclude, or mark the "
+        "sites '# tfxent: ignore'"
+    )
+    return Finding(path, line, sign.start() - code.rfind("\n", 0, sign.start()), Risk.RISK,
+                   "tf2-code", message)  # fmt: skip
+
+
+def scan_unparsed(
+    code: str, path: str, where: str, cell: int | None = None, first_line: int = 1
+) -> list[Finding]:
+    """Each legacy name on the lines of text that could not be parsed, as a RISK finding,
+    so that no site in it is forgotten (comment lines aside)."""
+    findings = []
+    for number, line in enumerate(code.splitlines(), start=first_line):
+        if line.lstrip().startswith("#"):
+            continue
+        for match in _SITE.finditer(line):
+            message = (
+                f"`{match.group()}` in {where} that cannot be parsed: not checked and not "
+                "rewritten; migrate this site by hand (or fix the syntax and run again)"
+            )
+            findings.append(
+                Finding(
+                    path, number, match.start() + 1, Risk.RISK, "unparsed-site", message, cell=cell
+                )  # fmt: skip
+            )
+    return findings
+
+
+def parse_error_finding(path: str, exc: SourceError, what: str, cell: int | None = None) -> Finding:
+    """``what``: what is left untouched (the file, or a cell and why the rest is not)."""
+    return Finding(
+        path, exc.line, exc.column, Risk.RISK, "parse-error", f"cannot parse ({exc}); {what}",
+        cell=cell,
+    )  # fmt: skip
 
 
 def migrate_source(
@@ -69,7 +146,8 @@ def migrate_source(
 
     Returns a :class:`MigrationResult` with the new code (``result.code``) and the findings
     (``result.findings``), each with file:line and a risk level. A source that does not
-    parse comes back unchanged with ``result.error`` set and a ``parse-error`` finding.
+    parse comes back unchanged with ``result.error`` set, a ``parse-error`` finding, and an
+    ``unparsed-site`` finding for each legacy name a line scan sees in it.
 
     >>> r = migrate_source("import tensorflow as tf\\n"
     ...     "loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=z, dim=1)\\n")
@@ -77,59 +155,19 @@ def migrate_source(
     import tensorflow as tf
     loss = tf.nn.softmax_cross_entropy_with_logits(labels=tf.stop_gradient(y), logits=z, axis=1)
     """
-    try:
-        options = Options(pin_v1=pin_v1, tf0_order=tf0_order)
-        new_code, findings = transform_code(code, filename, options)
-    except SourceError as exc:
-        return MigrationResult(
-            filename, code, code, [parse_error_result(filename, exc)], error=str(exc)
-        )
-    return MigrationResult(filename, code, new_code, findings)
+    return migrate_module(code, filename, Options(pin_v1=pin_v1, tf0_order=tf0_order))
 
 
-def read_source(path: Path) -> tuple[str, str]:
-    """Decode a file the way Python would (PEP 263 cookie, BOM); keep its newlines."""
-    raw = path.read_bytes()
-    encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
-    return raw.decode(encoding), encoding
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace a file in one step, keeping its permissions (no half-written source)."""
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tfxent")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def migrate_file(
-    path: Path, display: str, *, pin_v1: bool = False, tf0_order: bool = False
+def migrate_module(
+    code: str, filename: str, options: Options, timings: dict[str, float] | None = None
 ) -> MigrationResult:
-    """Migrate one ``.py`` or ``.ipynb`` file in memory (nothing is written here)."""
-    from tfxent.migrate._notebook import migrate_notebook  # notebooks only when needed
-
+    """:func:`migrate_source` with :class:`Options` (and ``timings``, see transform_code)."""
     try:
-        text, _ = read_source(path)
-    except (OSError, UnicodeDecodeError, SyntaxError) as exc:
-        finding = Finding(display, 1, 1, Risk.RISK, "read-error", f"cannot read: {exc}")
-        return MigrationResult(display, "", "", [finding], error=str(exc))
-    try:
-        if path.suffix == ".ipynb":
-            return migrate_notebook(text, display, pin_v1=pin_v1, tf0_order=tf0_order)
-        return migrate_source(text, display, pin_v1=pin_v1, tf0_order=tf0_order)
-    except Exception as exc:  # a codemod bug must not take the other files down with it
-        message = f"internal error, file left untouched: {type(exc).__name__}: {exc}"
-        finding = Finding(display, 1, 1, Risk.RISK, "internal-error", message)
-        return MigrationResult(display, text, text, [finding], error=message)
-
-
-def write_result(path: Path, result: MigrationResult) -> None:
-    _, encoding = read_source(path)
-    write_atomically(path, result.code.encode(encoding))
+        new_code, findings = transform_code(code, filename, options, timings=timings)
+    except SourceError as exc:
+        findings = [
+            parse_error_finding(filename, exc, "file left untouched and not checked"),
+            *scan_unparsed(code, filename, "a file"),
+        ]
+        return MigrationResult(filename, code, code, sort_findings(findings), error=str(exc))
+    return MigrationResult(filename, code, new_code, findings)

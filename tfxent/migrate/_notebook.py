@@ -2,10 +2,12 @@
 
 All code cells are migrated as one module (joined with marker comments), so an import in
 cell 1 resolves a call in cell 7, as it does when the notebook runs top to bottom. IPython
-syntax (``%magic``, ``!shell``, ``x = !cmd``, ``obj?``) is masked with a placeholder
-statement before parsing and restored afterwards; a cell magic other than the few that run
-Python (``%%time`` ...) leaves its cell alone. Only the ``source`` values of changed cells
-are re-encoded, in the file's own layout, so diffs stay small and outputs are untouched.
+syntax (``%magic``, ``!shell``, ``x = !cmd``, ``obj?``), found where IPython finds it, is
+masked with placeholder statements before parsing and restored afterwards; a cell magic
+other than the few that run Python (``%%time`` ...) leaves its cell alone. A cell that does
+not parse is reported, its legacy names listed by a line scan, and the other cells are
+migrated. Only the ``source`` values of changed cells are re-encoded, in the file's own
+layout, so diffs stay small and outputs are untouched.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ import json
 import re
 from json.decoder import scanstring
 
-from tfxent.migrate._engine import SourceError, parse, parse_error_result, transform_code
+from tfxent.migrate._engine import (
+    SourceError,
+    parse,
+    parse_error_finding,
+    scan_unparsed,
+    transform_code,
+)
+from tfxent.migrate._magics import mask_cell, unmask
 from tfxent.migrate._options import Options
 from tfxent.migrate._report import Finding, MigrationResult, Risk, sort_findings
 
-_PY_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
-_MAGIC_LINE = re.compile(r"^\s*(?:[%!?]|[\w.]+\s*=\s*[%!])|^[^#]*\?\s*$")
-_MASK = "pass  # __tfxent_magic_{}__"
-_MASKED = re.compile(r"^[ \t]*pass  # __tfxent_magic_(\d+)__$", re.MULTILINE)
+# Names an import statement binds, read from the text of a cell that cannot be parsed.
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+(.+)$|^[ \t]*from[ \t]+\S+[ \t]+import[ \t]+(.+)$", re.M)
+_BOUND = re.compile(r"([\w.]+)(?:[ \t]+as[ \t]+(\w+))?")
 _MARKER = "# __tfxent_cell_{}__\n"
 _MARKERS = re.compile(r"^# __tfxent_cell_(\d+)__\n", re.MULTILINE)
 _WS = re.compile(r"[ \t\n\r]*")
@@ -79,35 +87,41 @@ def _render_source(text: str, spans: dict, cell: int, new: str, ascii_only: bool
     return "[" + open_ws + sep.join(items) + close_ws + "]" if items else "[]"
 
 
-def _mask(source: str, masked: list[str]) -> str | None:
-    """Replace IPython-only lines by placeholders; None when the cell is not Python."""
-    lines = source.splitlines(keepends=True)
-    if lines and lines[0].startswith("%%"):
-        magic = lines[0][2:].split(maxsplit=1)[0] if lines[0][2:].strip() else ""
-        if magic not in _PY_CELL_MAGICS:
-            return None
-    out = []
-    for line in lines:
-        body = line.rstrip("\r\n")
-        if _MAGIC_LINE.search(body) and not body.lstrip().startswith("#"):
-            indent = body[: len(body) - len(body.lstrip())]
-            out.append(indent + _MASK.format(len(masked)) + line[len(body) :])
-            masked.append(body)
-        else:
-            out.append(line)
-    return "".join(out)
-
-
 def _cell_text(cell: dict) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
 
 
+def _imported_names(source: str) -> set[str]:
+    names = set()
+    for match in _IMPORT.finditer(source):
+        for item in (match.group(1) or match.group(2)).strip("()\\ \t").split(","):
+            bound = _BOUND.search(item)
+            if bound is not None:
+                names.add(bound.group(2) or bound.group(1).split(".")[0])
+    return names
+
+
+def _joined(python: dict[int, str]) -> tuple[str, dict[int, int]]:
+    """The cells as one module, and the module line where each cell starts."""
+    joined, starts, line = "", {}, 1
+    for index, source in python.items():
+        joined += _MARKER.format(index) + source
+        starts[index] = line + 1
+        line += 1 + source.count("\n")
+    return joined, starts
+
+
 def migrate_notebook(
-    text: str, path: str, *, pin_v1: bool = False, tf0_order: bool = False
+    text: str,
+    path: str,
+    *,
+    pin_v1: bool = False,
+    tf0_order: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> MigrationResult:
     """Migrate the code cells of a notebook's JSON text; everything else stays as it is
-    (`pin_v1`, `tf0_order`: see :class:`Options`)."""
+    (`pin_v1`, `tf0_order`: see :class:`Options`; `timings`: see ``transform_code``)."""
     try:
         notebook = json.loads(text)
         cells = notebook["cells"]
@@ -120,13 +134,14 @@ def migrate_notebook(
         note = f"kernel language is {language!r}: not checked"
         return MigrationResult(path, text, text, [Finding(path, 1, 1, Risk.INFO, "skipped", note)])
 
+    options = Options(pin_v1=pin_v1, tf0_order=tf0_order)
     findings: list[Finding] = []
     masked: list[str] = []
     python: dict[int, str] = {}  # cell index -> masked source
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code" or not _cell_text(cell).strip():
             continue
-        source = _mask(_cell_text(cell), masked)
+        source = mask_cell(_cell_text(cell), masked)
         if source is None:
             if "cross_entropy" in _cell_text(cell):
                 note = "cell magic: this cell is not Python and was not checked"
@@ -134,25 +149,31 @@ def migrate_notebook(
                     Finding(path, 1, 1, Risk.INFO, "skipped-cell", note, cell=index + 1)
                 )
             continue
-        try:  # a cell that does not parse on its own is reported and left out
-            parse(source)
-        except SourceError as exc:
-            findings.append(parse_error_result(path, exc, cell=index + 1))
-            continue
         python[index] = source if source.endswith("\n") else source + "\n"
 
-    joined, starts, line = "", {}, 1
-    for index, source in python.items():
-        joined += _MARKER.format(index) + source
-        starts[index] = line + 1
-        line += 1 + source.count("\n")
+    joined, starts = _joined(python)
     try:
-        new_joined, cell_findings = transform_code(
-            joined, path, Options(pin_v1=pin_v1, tf0_order=tf0_order)
-        )
-    except SourceError as exc:  # cells that parse alone but not together (rare)
-        finding = parse_error_result(path, exc)
-        return MigrationResult(path, text, text, [*findings, finding], error=str(exc))
+        new_joined, cell_findings = transform_code(joined, path, options, timings=timings)
+    except SourceError:  # leave out the cells that do not parse on their own, and say so
+        unparsed: dict[str, str] = {}  # a name imported in such a cell -> that cell
+        for index in list(python):
+            try:
+                parse(python[index])
+            except SourceError as exc:
+                what = "this cell left untouched and not checked; the other cells are migrated"
+                source = _cell_text(cells[index])
+                findings.append(parse_error_finding(path, exc, what, cell=index + 1))
+                findings.extend(scan_unparsed(source, path, "a cell", cell=index + 1))
+                unparsed.update(dict.fromkeys(_imported_names(source), f"cell {index + 1}"))
+                del python[index]
+        joined, starts = _joined(python)
+        try:
+            new_joined, cell_findings = transform_code(
+                joined, path, options, unparsed_imports=unparsed, timings=timings
+            )
+        except SourceError as exc:  # cells that parse alone but not together (rare)
+            finding = parse_error_finding(path, exc, "file left untouched and not checked")
+            return MigrationResult(path, text, text, [*findings, finding], error=str(exc))
     for f in cell_findings:
         index = max(i for i, s in starts.items() if s <= f.line)
         findings.append(Finding(f.path, f.line - starts[index] + 1, f.column, f.risk, f.code,
@@ -170,7 +191,7 @@ def migrate_notebook(
         original = _cell_text(cells[index])
         if not original.endswith("\n") and body.endswith("\n"):
             body = body[:-1]  # the newline was added for joining
-        body = _MASKED.sub(lambda m: masked[int(m.group(1))], body)
+        body = unmask(body, masked)
         if body != original:
             edits.append((spans[("cells", index, "source")], index, body))
     new_text = text

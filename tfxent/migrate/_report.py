@@ -66,10 +66,16 @@ class MigrationResult:
     code: str  # the migrated text (== original when nothing changed or on error)
     findings: list[Finding]
     error: str | None = None  # set when the file was left untouched because it failed
+    skipped: bool = False  # the text check showed it has nothing to migrate: not parsed
 
     @property
     def changed(self) -> bool:
         return self.error is None and self.code != self.original
+
+    @property
+    def failed(self) -> bool:
+        """Left untouched, or (a notebook) some cells could not be parsed."""
+        return self.error is not None or any(f.code == "parse-error" for f in self.findings)
 
     @property
     def risky(self) -> list[Finding]:
@@ -85,7 +91,7 @@ def summarize(results: list[MigrationResult]) -> dict[str, int]:
     return {
         "files": len(results),
         "changed": sum(r.changed for r in results),
-        "failed": sum(r.error is not None for r in results),
+        "failed": sum(r.failed for r in results),
         "risk": counts.get("risk", 0),
         "safe": counts.get("safe", 0),
         "info": counts.get("info", 0),
