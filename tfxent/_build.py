@@ -51,7 +51,7 @@ import tensorflow as tf
 
 _CC_DIR = Path(__file__).parent / "cc"
 _SOURCES = ("xent_ops.cc", "xent_kernels.cc")
-_HEADERS = ("xent_rows.h",)
+_HEADERS = ("xent_layout.h", "xent_rows.h")
 _LIBRARY_NAME = "_tfxent_ops.so"
 # Optimisation flags added to TF's own: the op is compiled on the user's machine, so it may
 # use that CPU's vector units; -march=native enters the cache key through its expansion.

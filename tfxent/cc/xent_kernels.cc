@@ -18,6 +18,7 @@
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/bcast.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "xent_layout.h"
 #include "xent_rows.h"
 
 namespace tfxent {
@@ -31,6 +32,8 @@ using ::tensorflow::TensorShape;
 using ::tensorflow::TensorShapeUtils;
 namespace errors = ::tensorflow::errors;
 
+namespace {
+
 // Where long rows are cut. 32768 f32 classes are 128 KiB: a chunk's second sweep over its
 // L1-sized blocks never leaves L2, and [8, 10^6] still yields 248 units for the pool.
 constexpr int64_t kClassChunk = 32768;
@@ -42,7 +45,6 @@ constexpr int64_t kClassChunk = 32768;
 // thread.
 template <typename A>
 constexpr double kCyclesPerElement = sizeof(A) == sizeof(double) ? 3.0 : 1.5;
-constexpr int kRowStats = 3;  // (max, sum_exp, sum_y), as registered in xent_ops.cc
 
 int64_t ChunksPerRow(int64_t classes) {
   return std::max<int64_t>(1, (classes + kClassChunk - 1) / kClassChunk);
@@ -108,7 +110,7 @@ void AsMatrix(const TensorShape& shape, int64_t* rows, int64_t* cols) {
 
 template <typename T, typename L>
 ::tensorflow::Status PrepareDense(OpKernelContext* ctx, const Tensor& logits, const Tensor& labels,
-                          bool deterministic, DenseRows<T, L>* out) {
+                                  bool deterministic, DenseRows<T, L>* out) {
   TensorShape shape = logits.shape();
   if (logits.shape() != labels.shape()) {
     BCast bcast(BCast::FromShape(logits.shape()), BCast::FromShape(labels.shape()),
@@ -121,9 +123,9 @@ template <typename T, typename L>
         return errors::InvalidArgument("Incompatible shapes: ", labels.shape().DebugString(),
                                        " vs. ", logits.shape().DebugString());
       }
-      return errors::InvalidArgument("logits and labels must be broadcastable: logits_size=",
-                                     logits.shape().DebugString(),
-                                     " labels_size=", labels.shape().DebugString());
+      return errors::InvalidArgument(
+          "logits and labels must be broadcastable: logits_size=", logits.shape().DebugString(),
+          " labels_size=", labels.shape().DebugString());
     }
     shape = BCast::ToShape(bcast.output_shape());
   }
@@ -267,8 +269,8 @@ class DenseXentOp : public OpKernel {
     ReduceRows<A>(
         ctx, in.rows, in.classes,
         [&](const Unit& a, const Unit& b) {
-          return AccumulateDensePair(in.x_at(a), in.y_at(a), a.size, in.x_at(b), in.y_at(b),
-                                     b.size, in.y_col_stride);
+          return AccumulateDensePair(in.x_at(a), in.y_at(a), a.size, in.x_at(b), in.y_at(b), b.size,
+                                     in.y_col_stride);
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
           loss_out[i] = static_cast<T>(DenseRowLoss(in, i, acc, deterministic_));
@@ -283,8 +285,8 @@ class DenseXentOp : public OpKernel {
 // Checks that a gradient op's saved statistics and upstream gradient match its rows.
 ::tensorflow::Status CheckGradInputs(const Tensor& stats, const Tensor& grad_loss, int64_t rows) {
   if (stats.dims() != 2 || stats.dim_size(0) != rows || stats.dim_size(1) != kRowStats) {
-    return errors::InvalidArgument("row_stats must be [", rows, ",", kRowStats,
-                                   "], but got shape ", stats.shape().DebugString());
+    return errors::InvalidArgument("row_stats must be [", rows, ",", kRowStats, "], but got shape ",
+                                   stats.shape().DebugString());
   }
   // One upstream value may broadcast over the rows, as TF's gradient multiplies with
   // broadcasting: with dynamic shapes the static loss shape can be [1]
@@ -314,8 +316,7 @@ class DenseXentGradOp : public OpKernel {
     const Tensor& grad_loss = ctx->input(3);
     OP_REQUIRES_OK(ctx, CheckGradInputs(stats, grad_loss, in.rows));
     Tensor* backprop = nullptr;
-    OP_REQUIRES_OK(ctx,
-                   ctx->allocate_output(0, TensorShape({in.rows, in.classes}), &backprop));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({in.rows, in.classes}), &backprop));
     if (in.rows == 0 || in.classes == 0) return;
     const double* row_stats = stats.flat<double>().data();
     const T* g = grad_loss.flat<T>().data();
@@ -327,8 +328,7 @@ class DenseXentGradOp : public OpKernel {
       const A scale = deterministic_ ? static_cast<A>(s[2]) : A(1);
       WriteDenseBackprop(in.x_at(unit), in.y_at(unit), in.y_col_stride, unit.size,
                          static_cast<A>(s[0]), static_cast<A>(s[1]),
-                         static_cast<A>(g[i * g_stride]), scale,
-                         out + i * in.classes + unit.begin);
+                         static_cast<A>(g[i * g_stride]), scale, out + i * in.classes + unit.begin);
     });
   }
 
@@ -353,8 +353,7 @@ class DenseXentGradOp : public OpKernel {
   if (logits.dim_size(0) != labels.dim_size(0)) {
     if (deterministic) {
       return errors::InvalidArgument("params.shape[0]: ", logits.dim_size(0),
-                                     " should be equal to indices.shape[0]: ",
-                                     labels.dim_size(0));
+                                     " should be equal to indices.shape[0]: ", labels.dim_size(0));
     }
     return errors::InvalidArgument(
         "logits and labels must have the same first dimension, got logits shape ",
@@ -376,8 +375,8 @@ template <typename Index>
   if (deterministic) {
     for (int64_t i = 0; i < n; ++i) {
       if (label[i] < 0 || label[i] >= classes) {
-        return errors::InvalidArgument("indices[", i, "] = ", label[i], " is not in [0, ",
-                                       classes, ")");
+        return errors::InvalidArgument("indices[", i, "] = ", label[i], " is not in [0, ", classes,
+                                       ")");
       }
     }
     return ::tensorflow::OkStatus();
@@ -431,10 +430,10 @@ class SparseXentOp : public OpKernel {
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
           const A x_label = static_cast<A>(x[i * classes + label[i]]);
-          loss_out[i] = static_cast<T>(SignedLikeTf(
-              deterministic_ ? -((x_label - acc.max) - std::log(acc.sum_exp))
-                             : SparseLoss(acc, x_label),
-              deterministic_));
+          loss_out[i] = static_cast<T>(
+              SignedLikeTf(deterministic_ ? -((x_label - acc.max) - std::log(acc.sum_exp))
+                                          : SparseLoss(acc, x_label),
+                           deterministic_));
           StoreRowStats(acc, stats_out + i * kRowStats);
         });
   }
@@ -479,16 +478,18 @@ class SparseXentGradOp : public OpKernel {
   }
 };
 
-#define TFXENT_REGISTER_DENSE(T, L)                                                      \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXent")                                      \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<L>("Tlabels"),                             \
-                          DenseXentOp<T, L>);                                            \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXentGrad")                                  \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<L>("Tlabels"),                             \
+}  // namespace
+
+#define TFXENT_REGISTER_DENSE(T, L)                             \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXent")             \
+                              .Device(::tensorflow::DEVICE_CPU) \
+                              .TypeConstraint<T>("T")           \
+                              .TypeConstraint<L>("Tlabels"),    \
+                          DenseXentOp<T, L>);                   \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXentGrad")         \
+                              .Device(::tensorflow::DEVICE_CPU) \
+                              .TypeConstraint<T>("T")           \
+                              .TypeConstraint<L>("Tlabels"),    \
                           DenseXentGradOp<T, L>);
 
 // Labels arrive in the compute dtype, or as f16/bf16 when widening them is exact (the Python
@@ -503,16 +504,16 @@ TFXENT_REGISTER_DENSE_WIDE_LABELS(Eigen::bfloat16)
 TFXENT_REGISTER_DENSE_WIDE_LABELS(float)
 TFXENT_REGISTER_DENSE(double, double)
 
-#define TFXENT_REGISTER_SPARSE(T, Index)                                                 \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXent")                                \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<Index>("Tlabels"),                         \
-                          SparseXentOp<T, Index>);                                       \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXentGrad")                            \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<Index>("Tlabels"),                         \
+#define TFXENT_REGISTER_SPARSE(T, Index)                         \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXent")        \
+                              .Device(::tensorflow::DEVICE_CPU)  \
+                              .TypeConstraint<T>("T")            \
+                              .TypeConstraint<Index>("Tlabels"), \
+                          SparseXentOp<T, Index>);               \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXentGrad")    \
+                              .Device(::tensorflow::DEVICE_CPU)  \
+                              .TypeConstraint<T>("T")            \
+                              .TypeConstraint<Index>("Tlabels"), \
                           SparseXentGradOp<T, Index>);
 
 #define TFXENT_REGISTER_SPARSE_INDICES(T) \
@@ -526,13 +527,15 @@ TFXENT_REGISTER_SPARSE_INDICES(double)
 
 // The SavedModel loading hint of xent_ops.cc: it runs as part of a loaded function (TF does
 // not prune it), and does nothing.
+namespace {
 class ImportHintOp : public OpKernel {
  public:
   explicit ImportHintOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
   void Compute(OpKernelContext* /*ctx*/) override {}
 };
-REGISTER_KERNEL_BUILDER(Name("Tfxent>ImportTfxentBeforeLoadingThisSavedModel")
-                            .Device(::tensorflow::DEVICE_CPU),
-                        ImportHintOp);
+}  // namespace
+REGISTER_KERNEL_BUILDER(
+    Name("Tfxent>ImportTfxentBeforeLoadingThisSavedModel").Device(::tensorflow::DEVICE_CPU),
+    ImportHintOp);
 
 }  // namespace tfxent

@@ -16,9 +16,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdarg>
 #include <cinttypes>
 #include <cmath>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -71,9 +71,8 @@ bool Agrees(LD got, LD want, LD tol) {
 }
 
 void CheckClose(LD got, LD want, LD tol, const std::string& what) {
-  Check(Agrees(got, want, tol),
-        what + Fmt(": got %.10Lg want %.10Lg (tol %.3Lg, diff %.3Lg)", got, want, tol,
-                   std::fabs(got - want)));
+  Check(Agrees(got, want, tol), what + Fmt(": got %.10Lg want %.10Lg (tol %.3Lg, diff %.3Lg)", got,
+                                           want, tol, std::fabs(got - want)));
 }
 
 // Bit-identical values of T (any NaN equals any NaN).
@@ -280,9 +279,9 @@ void CheckDenseRow(const std::vector<T>& x, const std::vector<L>& y, int64_t y_s
         // sums s and Σy carry about u·(1 + log2 n) of their terms' size.
         const LD sc_size = det ? r.sum_abs_y : 1;
         const LD gtol = 8 * Eps<A>() * std::fabs(static_cast<LD>(g)) *
-                           (p * sc_size * (1 + std::log2(static_cast<LD>(n))) + std::fabs(yj)) +
-                       2 * Eps<T>() * std::fabs(want) +
-                       ToLD(std::numeric_limits<T>::denorm_min()) + std::numeric_limits<A>::min();
+                            (p * sc_size * (1 + std::log2(static_cast<LD>(n))) + std::fabs(yj)) +
+                        2 * Eps<T>() * std::fabs(want) +
+                        ToLD(std::numeric_limits<T>::denorm_min()) + std::numeric_limits<A>::min();
         const LD got = ToLD(grad[j]);
         if (!Agrees(got, want, gtol)) {
           if (bad++ == 0) first = Fmt(" j=%" PRId64 " got %.10Lg want %.10Lg", j, got, want);
@@ -350,9 +349,8 @@ void CheckSplit(const std::vector<T>& x, const std::vector<L>& y, int64_t y_stri
   std::vector<int64_t> ends = cuts;
   ends.push_back(n);
   for (int64_t end : ends) {
-    const RowAccumulator<A> part =
-        tfxent::AccumulateDense(x.data() + begin, y.data() + begin * y_stride, y_stride,
-                                end - begin);
+    const RowAccumulator<A> part = tfxent::AccumulateDense(
+        x.data() + begin, y.data() + begin * y_stride, y_stride, end - begin);
     const RowAccumulator<A> m1 = tfxent::Merge(merged, part);
     const RowAccumulator<A> m2 = tfxent::Merge(part, merged);
     Check(SameBits(m1.max, m2.max) && SameBits(m1.sum_exp, m2.sum_exp) &&
@@ -384,9 +382,8 @@ void CheckSplit(const std::vector<T>& x, const std::vector<L>& y, int64_t y_stri
                              g_whole.data());
   begin = 0;
   for (int64_t end : ends) {
-    tfxent::WriteDenseBackprop(x.data() + begin, y.data() + begin * y_stride, y_stride,
-                               end - begin, whole.max, whole.sum_exp, g, A(1),
-                               g_runs.data() + begin);
+    tfxent::WriteDenseBackprop(x.data() + begin, y.data() + begin * y_stride, y_stride, end - begin,
+                               whole.max, whole.sum_exp, g, A(1), g_runs.data() + begin);
     begin = end;
   }
   int64_t diff = 0;
@@ -399,9 +396,9 @@ std::vector<int64_t> Lengths() {
   const int64_t w = tfxent::internal::kLanes<A>;
   const int64_t u = tfxent::internal::kUnroll;
   const int64_t b = tfxent::internal::kBlock;
-  std::vector<int64_t> lens = {1,         2,         3,         w - 1,     w,         w + 1,
-                               2 * w + 3, u * w - 1, u * w,     u * w + 1, b - 1,     b,
-                               b + 1,     2 * b + 5, 1001,      3 * b - 1, 32001};
+  std::vector<int64_t> lens = {1,         2,         3,     w - 1,     w,     w + 1,
+                               2 * w + 3, u * w - 1, u * w, u * w + 1, b - 1, b,
+                               b + 1,     2 * b + 5, 1001,  3 * b - 1, 32001};
   std::vector<int64_t> out;
   for (int64_t n : lens) {
     if (n >= 1) out.push_back(n);
@@ -414,8 +411,8 @@ void TestRandomRows() {
   using A = typename Widen<T>::type;
   Rng rng(0x5eed0001 + sizeof(T));
   for (int64_t n : Lengths<A>()) {
-    for (LabelKind kind : {LabelKind::kOneHot, LabelKind::kSoft, LabelKind::kRandomPositive,
-                           LabelKind::kSigned}) {
+    for (LabelKind kind :
+         {LabelKind::kOneHot, LabelKind::kSoft, LabelKind::kRandomPositive, LabelKind::kSigned}) {
       const std::vector<T> x = Logits<T>(rng, n, 8.0, 1.0 / 64, 0.0);
       const std::vector<T> y = Labels<T>(rng, n, kind);
       const std::string what = Fmt("%s n=%" PRId64 " labels=%d", Name<T>(), n, int(kind));
@@ -462,8 +459,8 @@ void TestGradientSums() {
       }
       const LD tol = (8 * Eps<A>() * (1 + std::log2(static_cast<LD>(n))) + 2 * Eps<T>()) *
                      (mass + std::fabs(static_cast<LD>(acc.sum_y)));
-      CheckClose(sum, 0, tol, Fmt("%s n=%" PRId64 " det=%d gradient row sums to 0", Name<T>(), n,
-                                  det));
+      CheckClose(sum, 0, tol,
+                 Fmt("%s n=%" PRId64 " det=%d gradient row sums to 0", Name<T>(), n, det));
     }
   }
 }
@@ -516,8 +513,7 @@ void TestShiftInvariance() {
       const LD lb = tfxent::SparseLoss(sb, static_cast<A>(xs[hot]));
       CheckClose(lb, la, 2 * Eps<A>() * std::fabs(la), what + " sparse loss");
       std::vector<T> ga(n), gb(n);
-      tfxent::WriteDenseBackprop(x.data(), y.data(), 1, n, a.max, a.sum_exp, A(1), A(1),
-                                 ga.data());
+      tfxent::WriteDenseBackprop(x.data(), y.data(), 1, n, a.max, a.sum_exp, A(1), A(1), ga.data());
       tfxent::WriteDenseBackprop(xs.data(), y.data(), 1, n, b.max, b.sum_exp, A(1), A(1),
                                  gb.data());
       int64_t diff = 0;
@@ -652,8 +648,8 @@ void TestWritesStayInRun() {
 
 template <typename A>
 bool SameStats(const RowAccumulator<A>& a, const RowAccumulator<A>& b) {
-  return SameBits(a.max, b.max) && SameBits(a.sum_exp, b.sum_exp) &&
-         SameBits(a.sum_y, b.sum_y) && SameBits(a.sum_y_z, b.sum_y_z);
+  return SameBits(a.max, b.max) && SameBits(a.sum_exp, b.sum_exp) && SameBits(a.sum_y, b.sum_y) &&
+         SameBits(a.sum_y_z, b.sum_y_z);
 }
 
 // A row of n logits of one of four kinds: random; ascending (the running max grows in every
@@ -703,9 +699,9 @@ void TestPairs() {
       pairs += 2;
     }
   }
-  Check(mismatches == 0, Fmt("%s pair statistics bit-identical to single runs (%" PRId64
-                             " of %" PRId64 " differ)",
-                             Name<T>(), mismatches, pairs));
+  Check(mismatches == 0,
+        Fmt("%s pair statistics bit-identical to single runs (%" PRId64 " of %" PRId64 " differ)",
+            Name<T>(), mismatches, pairs));
 }
 
 // ---- IEEE special values (docs/tf_behaviour.md#sparse-forward, docs/tf_behaviour.md#numerics;
@@ -786,8 +782,7 @@ void TestSpecialValues() {
         Check(std::isfinite(sl), where + " sparse -inf at a non-label class: finite");
         CheckSparseRow(xs, label, where + " sparse -inf elsewhere");
         std::vector<T> grad(n);
-        tfxent::WriteSparseBackprop(xs.data(), n, label, sacc.max, sacc.sum_exp, A(1),
-                                    grad.data());
+        tfxent::WriteSparseBackprop(xs.data(), n, label, sacc.max, sacc.sum_exp, A(1), grad.data());
         Check(ToLD(grad[pos]) == 0, where + " sparse grad at the -inf class is 0");
       }
       {
@@ -798,9 +793,9 @@ void TestSpecialValues() {
               where + " -inf with a positive label: +inf");
         CheckDenseRow(xs, y2, 1, where + " -inf with a positive label");
         const RowAccumulator<A> sacc = tfxent::AccumulateLogits(xs.data(), n);
-        Check(tfxent::SparseLoss(sacc, static_cast<A>(xs[pos])) ==
-                  std::numeric_limits<A>::infinity(),
-              where + " sparse -inf at the label: +inf");
+        Check(
+            tfxent::SparseLoss(sacc, static_cast<A>(xs[pos])) == std::numeric_limits<A>::infinity(),
+            where + " sparse -inf at the label: +inf");
       }
     }
   }
@@ -861,11 +856,25 @@ void TestRowExp() {
   using Bits = typename std::conditional<sizeof(A) == 4, uint32_t, uint64_t>::type;
   constexpr int64_t W = tfxent::internal::kLanes<A>;
   const A limit = sizeof(A) == 4 ? A(88) : A(709);
-  std::vector<A> inputs = {A(0), -A(0), A(-1e-30), A(-0.5), A(-1), A(-87), A(-87.5), A(-103.9),
-                           A(-104), A(-104.1), A(-700), A(-708.5), A(-745), A(-746),
+  std::vector<A> inputs = {A(0),
+                           -A(0),
+                           A(-1e-30),
+                           A(-0.5),
+                           A(-1),
+                           A(-87),
+                           A(-87.5),
+                           A(-103.9),
+                           A(-104),
+                           A(-104.1),
+                           A(-700),
+                           A(-708.5),
+                           A(-745),
+                           A(-746),
                            -std::numeric_limits<A>::infinity(),
-                           std::numeric_limits<A>::quiet_NaN(), -std::numeric_limits<A>::max(),
-                           std::numeric_limits<A>::denorm_min(), limit};
+                           std::numeric_limits<A>::quiet_NaN(),
+                           -std::numeric_limits<A>::max(),
+                           std::numeric_limits<A>::denorm_min(),
+                           limit};
   // Every (2^20 + 7)-th bit pattern of A's width, keeping those ≤ limit or NaN.
   const uint64_t top = sizeof(A) == 4 ? (uint64_t{1} << 32) : ~uint64_t{0};
   const uint64_t step = sizeof(A) == 4 ? 4099 : (uint64_t{1} << 44) + 7;
@@ -944,8 +953,7 @@ void RunAll() {
 // the logits, and c_exp, the sparse forward on a row that stays in L1.
 
 double Seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Runs fn(first_row, end_row) on `threads` threads over [0, rows); returns the best time.
@@ -991,8 +999,8 @@ void BenchType(int64_t rows, int64_t cols, int threads) {
     std::printf("  %-40s %7.3f s  %6.3f ns/elem  %6.1f GB/s\n", what, t,
                 1e9 * t / static_cast<double>(total), arrays ? 1e-9 * bytes / t : 0.0);
   };
-  std::printf("[%" PRId64 ", %" PRId64 "] %s, %d thread(s), best of %d:\n", rows, cols,
-              Name<T>(), threads, reps);
+  std::printf("[%" PRId64 ", %" PRId64 "] %s, %d thread(s), best of %d:\n", rows, cols, Name<T>(),
+              threads, reps);
 
   if (std::is_same<T, A>::value) {
     // Streaming read of the logits, four packet sums.
@@ -1049,8 +1057,8 @@ void BenchType(int64_t rows, int64_t cols, int threads) {
   t = BestOf(reps, rows, threads, [&](int64_t r0, int64_t r1) {
     A s = 0;
     for (int64_t i = r0; i + 1 < r1; i += 2) {
-      const auto a = tfxent::AccumulateLogitsPair(x.data() + i * cols, cols,
-                                                  x.data() + (i + 1) * cols, cols);
+      const auto a =
+          tfxent::AccumulateLogitsPair(x.data() + i * cols, cols, x.data() + (i + 1) * cols, cols);
       s += tfxent::SparseLoss(a[0], static_cast<A>(x[i * cols + labels[i]]));
       s += tfxent::SparseLoss(a[1], static_cast<A>(x[(i + 1) * cols + labels[i + 1]]));
     }
@@ -1080,8 +1088,8 @@ void BenchType(int64_t rows, int64_t cols, int threads) {
 
   t = BestOf(reps, rows, threads, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      tfxent::WriteSparseBackprop(x.data() + i * cols, cols, labels[i], acc[i].max,
-                                  acc[i].sum_exp, A(1), grad.data() + i * cols);
+      tfxent::WriteSparseBackprop(x.data() + i * cols, cols, labels[i], acc[i].max, acc[i].sum_exp,
+                                  A(1), grad.data() + i * cols);
     }
   });
   report("sparse backward (WriteSparseBackprop)", t, 2);
