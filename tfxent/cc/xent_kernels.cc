@@ -7,6 +7,8 @@
 // are bit-identical for any intra-op thread count), and a few rows with a huge class count
 // still spread over every thread.
 
+#define EIGEN_USE_THREADS
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -18,6 +20,7 @@
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/bcast.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "xent_exact.h"
 #include "xent_layout.h"
 #include "xent_rows.h"
 
@@ -236,6 +239,25 @@ A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& ac
   return SignedLikeTf(loss, deterministic);
 }
 
+// Whether a call takes the exact row functions of xent_exact.h, which return TF's kernels'
+// bits (docs/exactness.md): determinism off, float and double. The other calls run the
+// blocked single-pass functions of xent_rows.h.
+template <typename T>
+constexpr bool kHasExactPath = std::is_same<T, float>::value || std::is_same<T, double>::value;
+
+// Runs fn(row) for every row on TF's intra-op pool, `passes` sweeps of `classes` each. A row
+// is never split: each is reduced whole, as Eigen's reducer does, so results do not depend on
+// the thread count.
+template <typename A, typename Fn>
+void ForEachRow(OpKernelContext* ctx, int64_t rows, int64_t classes, int passes, Fn fn) {
+  const auto& threads = *ctx->device()->tensorflow_cpu_worker_threads();
+  const auto row_cycles = static_cast<int64_t>(classes * passes * kCyclesPerElement<A>);
+  ::tensorflow::Shard(threads.num_threads, threads.workers, rows,
+                      std::max<int64_t>(1, row_cycles), [&](int64_t first, int64_t end) {
+                        for (int64_t i = first; i < end; ++i) fn(i);
+                      });
+}
+
 // loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (docs/tf_behaviour.md#dense-kernel);
 // deterministic: docs/tf_behaviour.md#determinism.
 template <typename T, typename L>
@@ -265,6 +287,22 @@ class DenseXentOp : public OpKernel {
                       stats_out + i * kRowStats);
       }
       return;
+    }
+    if constexpr (kHasExactPath<T>) {
+      if (!deterministic_) {
+        // TF's kernel, row by row (xent_exact.h): max, Σ exp, log s, Σ y·(log s − z).
+        ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
+          const T* x = in.x_row(i);
+          const int64_t first = i * in.classes;
+          const T m = exact::RowMax(x, in.classes);
+          const T s = exact::RowSumExp(x, in.classes, m, first);
+          const T log_s = exact::RowLogSum(s, i, in.rows);
+          loss_out[i] = exact::RowDenseLoss(x, in.y_row(i), in.y_col_stride, in.classes, m, log_s,
+                                            first);
+          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        });
+        return;
+      }
     }
     ReduceRows<A>(
         ctx, in.rows, in.classes,
@@ -298,6 +336,53 @@ class DenseXentOp : public OpKernel {
   return ::tensorflow::OkStatus();
 }
 
+// TF's dense backprop, g · (exp(z) / s − y), as the same Eigen expressions on the same device.
+// Why not a row loop: Eigen evaluates `exp(z) / s − y` in tiles whose shape its cost model
+// picks, and the scalar exp runs on each tile's last (size mod W) elements; evaluating the
+// identical expression reproduces those tiles without restating Eigen's tiling here.
+template <typename T, typename L>
+::tensorflow::Status ExactDenseBackprop(OpKernelContext* ctx, const DenseRows<T, L>& in,
+                                        const Tensor& labels, const double* row_stats, const T* g,
+                                        int64_t g_stride, Tensor* backprop) {
+  using Matrix = typename ::tensorflow::TTypes<T>::Matrix;
+  using ConstMatrix = typename ::tensorflow::TTypes<T>::ConstMatrix;
+  const auto& d = ctx->eigen_device<Eigen::ThreadPoolDevice>();
+  const int64_t rows = in.rows;
+  const int64_t classes = in.classes;
+  Tensor max_t, sum_t, g_t;
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({rows, 1}), &max_t));
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({rows, 1}), &sum_t));
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({rows, 1}), &g_t));
+  Matrix max_m = max_t.matrix<T>(), sum_m = sum_t.matrix<T>(), g_m = g_t.matrix<T>();
+  for (int64_t i = 0; i < rows; ++i) {
+    max_m(i, 0) = static_cast<T>(row_stats[i * kRowStats]);
+    sum_m(i, 0) = static_cast<T>(row_stats[i * kRowStats + 1]);
+    g_m(i, 0) = g[i * g_stride];
+  }
+  // Labels as TF's kernel sees them: in T, at their own [rows or 1, classes or 1] shape.
+  int64_t y_rows, y_cols;
+  AsMatrix(labels.shape(), &y_rows, &y_cols);
+  Tensor y_t;
+  const T* y = reinterpret_cast<const T*>(in.y);
+  if (!std::is_same<T, L>::value) {
+    TF_RETURN_IF_ERROR(
+        ctx->allocate_temp(backprop->dtype(), TensorShape({y_rows, y_cols}), &y_t));
+    T* dst = y_t.flat<T>().data();
+    for (int64_t k = 0; k < y_rows * y_cols; ++k) dst[k] = static_cast<T>(in.y[k]);
+    y = dst;
+  }
+  ConstMatrix y_m(y, y_rows, y_cols);
+  const Eigen::array<Eigen::DenseIndex, 2> y_bcast{rows / y_rows, classes / y_cols};
+  Eigen::IndexList<Eigen::type2index<1>, int> one_by_class;
+  one_by_class.set(1, static_cast<int>(classes));
+  Matrix out = backprop->matrix<T>();
+  ConstMatrix x_m(in.x, rows, classes);
+  out.device(d) = x_m - max_m.broadcast(one_by_class);
+  out.device(d) = (out.exp() / sum_m.broadcast(one_by_class)) - y_m.broadcast(y_bcast);
+  out.device(d) = g_m.broadcast(one_by_class) * out;  // TF's gradient: a Mul by g
+  return ::tensorflow::OkStatus();
+}
+
 // backprop_ij = g_i·(exp(z_ij)/s_i·scale_i − y_ij); scale = 1 (TF's kernel,
 // docs/tf_behaviour.md#gradients) or
 // Σ_j y_ij (the true gradient of the determinism path, docs/tf_behaviour.md#determinism).
@@ -322,6 +407,13 @@ class DenseXentGradOp : public OpKernel {
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
+    if constexpr (kHasExactPath<T>) {
+      if (!deterministic_) {
+        OP_REQUIRES_OK(ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride,
+                                               backprop));
+        return;
+      }
+    }
     ForEachUnit<A>(ctx, in.rows, in.classes, [&](const Unit& unit) {
       const int64_t i = unit.row;
       const double* s = row_stats + i * kRowStats;
@@ -422,6 +514,19 @@ class SparseXentOp : public OpKernel {
     const Index* label = labels.flat<Index>().data();
     T* loss_out = loss->flat<T>().data();
     double* stats_out = stats->flat<double>().data();
+    if constexpr (kHasExactPath<T>) {
+      if (!deterministic_) {
+        // TF's kernel, row by row (xent_exact.h): max, Σ exp, then log s − z_label.
+        ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
+          const T* row = x + i * classes;
+          const T m = exact::RowMax(row, classes);
+          const T s = exact::RowSumExp(row, classes, m, i * classes);
+          loss_out[i] = exact::RowSparseLoss(s, row[label[i]], m);
+          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        });
+        return;
+      }
+    }
     ReduceRows<A>(
         ctx, rows, classes,
         [&](const Unit& a, const Unit& b) {
@@ -467,6 +572,17 @@ class SparseXentGradOp : public OpKernel {
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
+    if constexpr (kHasExactPath<T>) {
+      ForEachUnit<A>(ctx, rows, classes, [&](const Unit& unit) {
+        const int64_t i = unit.row;
+        const double* s = row_stats + i * kRowStats;
+        exact::RowSparseBackprop(x + i * classes, unit.begin, unit.size,
+                                 static_cast<int64_t>(label[i]), static_cast<T>(s[0]),
+                                 static_cast<T>(s[1]), g[i * g_stride], i * classes,
+                                 rows * classes, out + i * classes);
+      });
+      return;
+    }
     ForEachUnit<A>(ctx, rows, classes, [&](const Unit& unit) {
       const int64_t i = unit.row;
       const double* s = row_stats + i * kRowStats;
