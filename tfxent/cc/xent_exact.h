@@ -128,7 +128,7 @@ struct RowLabels {
 // packet function (true) or the scalar one (false): only the last size mod W are scalar.
 template <typename T>
 bool InPacketRange(int64_t index, int64_t size) {
-  return index < (size / internal::kWidth<T>) * internal::kWidth<T>;
+  return index < (size / internal::kWidth<T>)*internal::kWidth<T>;
 }
 
 // max_j x_j of a row, by Eigen's max reducer (TF's logits.maximum(along_class)).

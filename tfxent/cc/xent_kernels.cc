@@ -252,8 +252,8 @@ template <typename A, typename Fn>
 void ForEachRow(OpKernelContext* ctx, int64_t rows, int64_t classes, int passes, Fn fn) {
   const auto& threads = *ctx->device()->tensorflow_cpu_worker_threads();
   const auto row_cycles = static_cast<int64_t>(classes * passes * kCyclesPerElement<A>);
-  ::tensorflow::Shard(threads.num_threads, threads.workers, rows,
-                      std::max<int64_t>(1, row_cycles), [&](int64_t first, int64_t end) {
+  ::tensorflow::Shard(threads.num_threads, threads.workers, rows, std::max<int64_t>(1, row_cycles),
+                      [&](int64_t first, int64_t end) {
                         for (int64_t i = first; i < end; ++i) fn(i);
                       });
 }
@@ -297,8 +297,8 @@ class DenseXentOp : public OpKernel {
           const T m = exact::RowMax(x, in.classes);
           const T s = exact::RowSumExp(x, in.classes, m, first);
           const T log_s = exact::RowLogSum(s, i, in.rows);
-          loss_out[i] = exact::RowDenseLoss(x, in.y_row(i), in.y_col_stride, in.classes, m, log_s,
-                                            first);
+          loss_out[i] =
+              exact::RowDenseLoss(x, in.y_row(i), in.y_col_stride, in.classes, m, log_s, first);
           StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
         });
         return;
@@ -365,8 +365,7 @@ template <typename T, typename L>
   Tensor y_t;
   const T* y = reinterpret_cast<const T*>(in.y);
   if (!std::is_same<T, L>::value) {
-    TF_RETURN_IF_ERROR(
-        ctx->allocate_temp(backprop->dtype(), TensorShape({y_rows, y_cols}), &y_t));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({y_rows, y_cols}), &y_t));
     T* dst = y_t.flat<T>().data();
     for (int64_t k = 0; k < y_rows * y_cols; ++k) dst[k] = static_cast<T>(in.y[k]);
     y = dst;
@@ -409,8 +408,8 @@ class DenseXentGradOp : public OpKernel {
     T* out = backprop->flat<T>().data();
     if constexpr (kHasExactPath<T>) {
       if (!deterministic_) {
-        OP_REQUIRES_OK(ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride,
-                                               backprop));
+        OP_REQUIRES_OK(
+            ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride, backprop));
         return;
       }
     }
@@ -578,8 +577,8 @@ class SparseXentGradOp : public OpKernel {
         const double* s = row_stats + i * kRowStats;
         exact::RowSparseBackprop(x + i * classes, unit.begin, unit.size,
                                  static_cast<int64_t>(label[i]), static_cast<T>(s[0]),
-                                 static_cast<T>(s[1]), g[i * g_stride], i * classes,
-                                 rows * classes, out + i * classes);
+                                 static_cast<T>(s[1]), g[i * g_stride], i * classes, rows * classes,
+                                 out + i * classes);
       });
       return;
     }

@@ -24,11 +24,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
+#include "tfxent/cc/xent_exact.h"
 #include "tfxent/cc/xent_rows.h"
 
 namespace {
@@ -1109,6 +1111,68 @@ int Bench(int64_t rows, int64_t cols, int threads, bool narrow) {
 
 }  // namespace
 
+// xent_exact.h against Eigen's own tensor expressions, the ones TF's kernels evaluate
+// (single-threaded here: a reduction never splits a row, and the elementwise log over the
+// rows puts its scalar tail at the end whatever the thread count). Row lengths cover ragged
+// packet tails, the 4-packet groups and rows past the 1024-packet leaf, which Eigen splits
+// at packet boundaries counted from the tensor's start (so row 1 splits elsewhere than row 0).
+template <typename T>
+void TestExactRowsMatchEigen() {
+  using Matrix = Eigen::Tensor<T, 2, Eigen::RowMajor, Eigen::DenseIndex>;
+  using Vector = Eigen::Tensor<T, 1, Eigen::RowMajor, Eigen::DenseIndex>;
+  const int64_t w = tfxent::exact::internal::kWidth<T>;
+  std::mt19937_64 gen(7);
+  std::normal_distribution<double> normal(0.0, 4.0);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int64_t cols : {int64_t{1}, w - 1, w + 3, 4 * w, 4 * w + 5, int64_t{1000}, 1024 * w + 3,
+                       2048 * w + 11, int64_t{70001}}) {
+    if (cols <= 0) continue;
+    const int64_t rows = 3 * w + 3;  // packet rows of log s and a scalar tail
+    Matrix x(rows, cols), y(rows, cols);
+    for (int64_t k = 0; k < rows * cols; ++k) {
+      x.data()[k] = static_cast<T>(normal(gen));
+      y.data()[k] = static_cast<T>(uniform(gen));
+    }
+    Eigen::IndexList<Eigen::type2index<1>> along_class;
+    Eigen::IndexList<int, Eigen::type2index<1>> by_one;
+    by_one.set(0, static_cast<int>(rows));
+    Eigen::IndexList<Eigen::type2index<1>, int> one_by_class;
+    one_by_class.set(1, static_cast<int>(cols));
+    Vector m = x.maximum(along_class);
+    Matrix z = x - m.reshape(by_one).broadcast(one_by_class);
+    Vector s = z.exp().sum(along_class);
+    Matrix log_s = s.log().eval().reshape(by_one);
+    Vector loss = (y * (log_s.broadcast(one_by_class) - z)).eval().sum(along_class);
+    Matrix e = z.exp();
+    const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* xr = x.data() + i * cols;
+      const int64_t first = i * cols;
+      const T got_m = tfxent::exact::RowMax(xr, cols);
+      const T got_s = tfxent::exact::RowSumExp(xr, cols, got_m, first);
+      const T got_log = tfxent::exact::RowLogSum(got_s, i, rows);
+      const T got_loss =
+          tfxent::exact::RowDenseLoss(xr, y.data() + i * cols, 1, cols, got_m, got_log, first);
+      const std::string what = "exact row " + std::to_string(i) + " of " + shape;
+      Check(SameBits(got_m, m(i)), what + ": max");
+      Check(SameBits(got_s, s(i)), what + ": sum of exp");
+      Check(SameBits(got_log, log_s(i, 0)), what + ": log of the sum");
+      Check(SameBits(got_loss, loss(i)), what + ": dense loss");
+      // Sparse backprop with g = 1 and the label in the middle: exp over the whole tensor.
+      std::vector<T> out(cols);
+      const int64_t label = cols / 2;
+      tfxent::exact::RowSparseBackprop(xr, 0, cols, label, got_m, got_s, T(1), first, rows * cols,
+                                       out.data());
+      bool same = true;
+      for (int64_t j = 0; j < cols; ++j) {
+        const T want = e(i, j) / s(i) - (j == label ? T(1) : T(0));
+        same = same && SameBits(out[j], T(T(1) * want));
+      }
+      Check(same, what + ": sparse backprop");
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   bool bench = false, narrow = false;
   int64_t rows = 8192, cols = 32000;
@@ -1138,6 +1202,8 @@ int main(int argc, char** argv) {
               tfxent::internal::kLanes<float>, tfxent::internal::kLanes<double>);
   TestRowExp<float>();
   TestRowExp<double>();
+  TestExactRowsMatchEigen<float>();
+  TestExactRowsMatchEigen<double>();
   RunAll<float>();
   RunAll<double>();
   RunAll<Eigen::half>();
