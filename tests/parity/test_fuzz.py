@@ -373,6 +373,17 @@ F32_SMALL_LOGITS = (_RNG.standard_normal(33) * 1e-3).astype(F32)
 # where the fix lives: test_fixed_issue_stays_fixed keeps them at parity.
 FIXED_ISSUES = (
     pytest.param(
+        Case(
+            "max_labels",
+            "nn.dense",
+            np.array([[1.7e308, -1.7e308, -1e4]]),
+            np.array([[1e-4, -1e-4, 2e-4]]),
+        ),
+        "eager",
+        False,
+        id="overflowing-label-terms (xent_exact.h: the loss summed term by term, as TF's kernel)",
+    ),
+    pytest.param(
         Case("string_labels_int_logits", "nn.dense", np.array([["a", "b"]]), np.array([[1, 2]])),
         "eager",
         False,
@@ -540,13 +551,14 @@ KNOWN_ISSUES = (
     ),
     KnownIssue(
         "overflowing-label-terms",
-        "tfxent/cc/xent_rows.h (the fused row sum)",
-        "Labels near the dtype's largest value: TF sums y·(lse − x) term by term, so terms "
-        "overflow to ±inf and the loss is NaN or inf; tfxent's fused Σy·lse − Σy·x keeps a "
-        "finite sum when the huge labels cancel, and falls back to TF's terms only when that "
-        "sum is not finite. Likewise determinism mode's gradient, where TF scales −y by the "
-        "upstream gradient before it sums.",
-        lambda case, mode, det: _labels_near_overflow(case),
+        "tfxent/cc/xent_rows.h (the fused row sum of determinism mode)",
+        "Labels near the dtype's largest value, in determinism mode: TF sums "
+        "y·log_softmax(x) term by term, so terms overflow to ±inf and the loss is NaN or inf; "
+        "tfxent's fused Σy·lse − Σy·x keeps a finite sum when the huge labels cancel, and "
+        "falls back to TF's terms only when that sum is not finite. Likewise its gradient, "
+        "where TF scales −y by the upstream gradient before it sums. With determinism off "
+        "tfxent's exact kernel sums term by term as TF does (FIXED_ISSUES).",
+        lambda case, mode, det: det and _labels_near_overflow(case),
         ("values differ",),
         Case(
             "max_labels",
@@ -554,6 +566,7 @@ KNOWN_ISSUES = (
             np.array([[1.7e308, -1.7e308, -1e4]]),
             np.array([[1e-4, -1e-4, 2e-4]]),
         ),
+        deterministic=True,
     ),
     KnownIssue(
         "session-half-final-reshape",
