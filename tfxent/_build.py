@@ -51,13 +51,12 @@ import tensorflow as tf
 
 _CC_DIR = Path(__file__).parent / "cc"
 _SOURCES = ("xent_ops.cc", "xent_kernels.cc")
-_HEADERS = ("xent_rows.h",)
+_HEADERS = ("xent_exact.h", "xent_layout.h", "xent_rows.h")
 _LIBRARY_NAME = "_tfxent_ops.so"
-# Optimisation flags added to TF's own: the op is compiled on the user's machine, so it may
-# use that CPU's vector units; -march=native enters the cache key through its expansion.
-# No -ffast-math: TF's NaN/inf results (docs/tf_behaviour.md#dense-values-and-broadcasting) depend
-# on IEEE semantics.
-_EXTRA_FLAGS = ("-O3", "-march=native", "-DNDEBUG", "-fPIC", "-Wno-deprecated-declarations")
+# Optimisation flags added to TF's own. No -ffast-math: TF's NaN/inf results
+# (docs/tf_behaviour.md#dense-values-and-broadcasting) depend on IEEE semantics. The
+# instruction set is not this CPU's but TF's wheel's: see arithmetic_flags.
+_EXTRA_FLAGS = ("-O3", "-DNDEBUG", "-fPIC", "-Wno-deprecated-declarations")
 # TF's bundled Eigen does not compile with AVX512-FP16 enabled (PacketMathFP16.h declares
 # predux_half_dowto4 specialisations g++ 12 rejects), and the kernels widen f16 to f32 anyway,
 # so on CPUs that have it (Sapphire Rapids and later) the build turns it off.
@@ -282,12 +281,23 @@ def target_features(compiler: str) -> str:
     return " ".join(tok for tok in shlex.split(lines[0]) if tok.startswith(("-m", "--param")))
 
 
+def arithmetic_flags(machine: str | None = None) -> tuple[str, ...]:
+    """The flags that decide the kernels' arithmetic: the instruction set TF's own wheels
+    compile Eigen for, so Eigen's packets have TF's width and a·b + c is rounded twice as in
+    TF (Linux x86-64 wheels: AVX without FMA, measured in docs/exactness.md), and no
+    contraction into fused multiply-adds by the compiler."""
+    machine = machine or platform.machine()
+    if machine in ("x86_64", "AMD64"):
+        return ("-mavx", "-mno-avx2", "-mno-fma", "-ffp-contract=off")
+    return ("-ffp-contract=off",)
+
+
 def optimisation_flags(features: str) -> tuple[str, ...]:
-    """The flags added to TF's own for a CPU with these `-march=native` features, less the
-    features TF's headers cannot be compiled with."""
+    """The flags added to TF's own: optimisation, TF's arithmetic, less the CPU features TF's
+    headers cannot be compiled with."""
     enabled = set(features.split())
     disabled = tuple("-mno-" + flag[2:] for flag in _UNUSABLE_FEATURES if flag in enabled)
-    return _EXTRA_FLAGS + disabled
+    return _EXTRA_FLAGS + arithmetic_flags() + disabled
 
 
 def sanitizer() -> str:

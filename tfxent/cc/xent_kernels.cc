@@ -7,6 +7,8 @@
 // are bit-identical for any intra-op thread count), and a few rows with a huge class count
 // still spread over every thread.
 
+#define EIGEN_USE_THREADS
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -18,6 +20,8 @@
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/bcast.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "xent_exact.h"
+#include "xent_layout.h"
 #include "xent_rows.h"
 
 namespace tfxent {
@@ -31,6 +35,8 @@ using ::tensorflow::TensorShape;
 using ::tensorflow::TensorShapeUtils;
 namespace errors = ::tensorflow::errors;
 
+namespace {
+
 // Where long rows are cut. 32768 f32 classes are 128 KiB: a chunk's second sweep over its
 // L1-sized blocks never leaves L2, and [8, 10^6] still yields 248 units for the pool.
 constexpr int64_t kClassChunk = 32768;
@@ -42,7 +48,6 @@ constexpr int64_t kClassChunk = 32768;
 // thread.
 template <typename A>
 constexpr double kCyclesPerElement = sizeof(A) == sizeof(double) ? 3.0 : 1.5;
-constexpr int kRowStats = 3;  // (max, sum_exp, sum_y), as registered in xent_ops.cc
 
 int64_t ChunksPerRow(int64_t classes) {
   return std::max<int64_t>(1, (classes + kClassChunk - 1) / kClassChunk);
@@ -108,7 +113,7 @@ void AsMatrix(const TensorShape& shape, int64_t* rows, int64_t* cols) {
 
 template <typename T, typename L>
 ::tensorflow::Status PrepareDense(OpKernelContext* ctx, const Tensor& logits, const Tensor& labels,
-                          bool deterministic, DenseRows<T, L>* out) {
+                                  bool deterministic, DenseRows<T, L>* out) {
   TensorShape shape = logits.shape();
   if (logits.shape() != labels.shape()) {
     BCast bcast(BCast::FromShape(logits.shape()), BCast::FromShape(labels.shape()),
@@ -121,9 +126,9 @@ template <typename T, typename L>
         return errors::InvalidArgument("Incompatible shapes: ", labels.shape().DebugString(),
                                        " vs. ", logits.shape().DebugString());
       }
-      return errors::InvalidArgument("logits and labels must be broadcastable: logits_size=",
-                                     logits.shape().DebugString(),
-                                     " labels_size=", labels.shape().DebugString());
+      return errors::InvalidArgument(
+          "logits and labels must be broadcastable: logits_size=", logits.shape().DebugString(),
+          " labels_size=", labels.shape().DebugString());
     }
     shape = BCast::ToShape(bcast.output_shape());
   }
@@ -234,6 +239,25 @@ A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& ac
   return SignedLikeTf(loss, deterministic);
 }
 
+// Whether a call takes the exact row functions of xent_exact.h, which return TF's kernels'
+// bits (docs/exactness.md): determinism off, float and double. The other calls run the
+// blocked single-pass functions of xent_rows.h.
+template <typename T>
+constexpr bool kHasExactPath = std::is_same<T, float>::value || std::is_same<T, double>::value;
+
+// Runs fn(row) for every row on TF's intra-op pool, `passes` sweeps of `classes` each. A row
+// is never split: each is reduced whole, as Eigen's reducer does, so results do not depend on
+// the thread count.
+template <typename A, typename Fn>
+void ForEachRow(OpKernelContext* ctx, int64_t rows, int64_t classes, int passes, Fn fn) {
+  const auto& threads = *ctx->device()->tensorflow_cpu_worker_threads();
+  const auto row_cycles = static_cast<int64_t>(classes * passes * kCyclesPerElement<A>);
+  ::tensorflow::Shard(threads.num_threads, threads.workers, rows, std::max<int64_t>(1, row_cycles),
+                      [&](int64_t first, int64_t end) {
+                        for (int64_t i = first; i < end; ++i) fn(i);
+                      });
+}
+
 // loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (docs/tf_behaviour.md#dense-kernel);
 // deterministic: docs/tf_behaviour.md#determinism.
 template <typename T, typename L>
@@ -264,11 +288,27 @@ class DenseXentOp : public OpKernel {
       }
       return;
     }
+    if constexpr (kHasExactPath<T>) {
+      if (!deterministic_) {
+        // TF's kernel, row by row (xent_exact.h): max, Σ exp, log s, Σ y·(log s − z).
+        ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
+          const T* x = in.x_row(i);
+          const int64_t first = i * in.classes;
+          const T m = exact::RowMax(x, in.classes);
+          const T s = exact::RowSumExp(x, in.classes, m, first);
+          const T log_s = exact::RowLogSum(s, i, in.rows);
+          loss_out[i] =
+              exact::RowDenseLoss(x, in.y_row(i), in.y_col_stride, in.classes, m, log_s, first);
+          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        });
+        return;
+      }
+    }
     ReduceRows<A>(
         ctx, in.rows, in.classes,
         [&](const Unit& a, const Unit& b) {
-          return AccumulateDensePair(in.x_at(a), in.y_at(a), a.size, in.x_at(b), in.y_at(b),
-                                     b.size, in.y_col_stride);
+          return AccumulateDensePair(in.x_at(a), in.y_at(a), a.size, in.x_at(b), in.y_at(b), b.size,
+                                     in.y_col_stride);
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
           loss_out[i] = static_cast<T>(DenseRowLoss(in, i, acc, deterministic_));
@@ -283,8 +323,8 @@ class DenseXentOp : public OpKernel {
 // Checks that a gradient op's saved statistics and upstream gradient match its rows.
 ::tensorflow::Status CheckGradInputs(const Tensor& stats, const Tensor& grad_loss, int64_t rows) {
   if (stats.dims() != 2 || stats.dim_size(0) != rows || stats.dim_size(1) != kRowStats) {
-    return errors::InvalidArgument("row_stats must be [", rows, ",", kRowStats,
-                                   "], but got shape ", stats.shape().DebugString());
+    return errors::InvalidArgument("row_stats must be [", rows, ",", kRowStats, "], but got shape ",
+                                   stats.shape().DebugString());
   }
   // One upstream value may broadcast over the rows, as TF's gradient multiplies with
   // broadcasting: with dynamic shapes the static loss shape can be [1]
@@ -293,6 +333,52 @@ class DenseXentOp : public OpKernel {
     return errors::InvalidArgument("grad_loss must be [", rows, "], but got shape ",
                                    grad_loss.shape().DebugString());
   }
+  return ::tensorflow::OkStatus();
+}
+
+// TF's dense backprop, g · (exp(z) / s − y), as the same Eigen expressions on the same device.
+// Why not a row loop: Eigen evaluates `exp(z) / s − y` in tiles whose shape its cost model
+// picks, and the scalar exp runs on each tile's last (size mod W) elements; evaluating the
+// identical expression reproduces those tiles without restating Eigen's tiling here.
+template <typename T, typename L>
+::tensorflow::Status ExactDenseBackprop(OpKernelContext* ctx, const DenseRows<T, L>& in,
+                                        const Tensor& labels, const double* row_stats, const T* g,
+                                        int64_t g_stride, Tensor* backprop) {
+  using Matrix = typename ::tensorflow::TTypes<T>::Matrix;
+  using ConstMatrix = typename ::tensorflow::TTypes<T>::ConstMatrix;
+  const auto& d = ctx->eigen_device<Eigen::ThreadPoolDevice>();
+  const int64_t rows = in.rows;
+  const int64_t classes = in.classes;
+  Tensor max_t, sum_t, g_t;
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({rows, 1}), &max_t));
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({rows, 1}), &sum_t));
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({rows, 1}), &g_t));
+  Matrix max_m = max_t.matrix<T>(), sum_m = sum_t.matrix<T>(), g_m = g_t.matrix<T>();
+  for (int64_t i = 0; i < rows; ++i) {
+    max_m(i, 0) = static_cast<T>(row_stats[i * kRowStats]);
+    sum_m(i, 0) = static_cast<T>(row_stats[i * kRowStats + 1]);
+    g_m(i, 0) = g[i * g_stride];
+  }
+  // Labels as TF's kernel sees them: in T, at their own [rows or 1, classes or 1] shape.
+  int64_t y_rows, y_cols;
+  AsMatrix(labels.shape(), &y_rows, &y_cols);
+  Tensor y_t;
+  const T* y = reinterpret_cast<const T*>(in.y);
+  if (!std::is_same<T, L>::value) {
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(backprop->dtype(), TensorShape({y_rows, y_cols}), &y_t));
+    T* dst = y_t.flat<T>().data();
+    for (int64_t k = 0; k < y_rows * y_cols; ++k) dst[k] = static_cast<T>(in.y[k]);
+    y = dst;
+  }
+  ConstMatrix y_m(y, y_rows, y_cols);
+  const Eigen::array<Eigen::DenseIndex, 2> y_bcast{rows / y_rows, classes / y_cols};
+  Eigen::IndexList<Eigen::type2index<1>, int> one_by_class;
+  one_by_class.set(1, static_cast<int>(classes));
+  Matrix out = backprop->matrix<T>();
+  ConstMatrix x_m(in.x, rows, classes);
+  out.device(d) = x_m - max_m.broadcast(one_by_class);
+  out.device(d) = (out.exp() / sum_m.broadcast(one_by_class)) - y_m.broadcast(y_bcast);
+  out.device(d) = g_m.broadcast(one_by_class) * out;  // TF's gradient: a Mul by g
   return ::tensorflow::OkStatus();
 }
 
@@ -314,21 +400,26 @@ class DenseXentGradOp : public OpKernel {
     const Tensor& grad_loss = ctx->input(3);
     OP_REQUIRES_OK(ctx, CheckGradInputs(stats, grad_loss, in.rows));
     Tensor* backprop = nullptr;
-    OP_REQUIRES_OK(ctx,
-                   ctx->allocate_output(0, TensorShape({in.rows, in.classes}), &backprop));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({in.rows, in.classes}), &backprop));
     if (in.rows == 0 || in.classes == 0) return;
     const double* row_stats = stats.flat<double>().data();
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
+    if constexpr (kHasExactPath<T>) {
+      if (!deterministic_) {
+        OP_REQUIRES_OK(
+            ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride, backprop));
+        return;
+      }
+    }
     ForEachUnit<A>(ctx, in.rows, in.classes, [&](const Unit& unit) {
       const int64_t i = unit.row;
       const double* s = row_stats + i * kRowStats;
       const A scale = deterministic_ ? static_cast<A>(s[2]) : A(1);
       WriteDenseBackprop(in.x_at(unit), in.y_at(unit), in.y_col_stride, unit.size,
                          static_cast<A>(s[0]), static_cast<A>(s[1]),
-                         static_cast<A>(g[i * g_stride]), scale,
-                         out + i * in.classes + unit.begin);
+                         static_cast<A>(g[i * g_stride]), scale, out + i * in.classes + unit.begin);
     });
   }
 
@@ -353,8 +444,7 @@ class DenseXentGradOp : public OpKernel {
   if (logits.dim_size(0) != labels.dim_size(0)) {
     if (deterministic) {
       return errors::InvalidArgument("params.shape[0]: ", logits.dim_size(0),
-                                     " should be equal to indices.shape[0]: ",
-                                     labels.dim_size(0));
+                                     " should be equal to indices.shape[0]: ", labels.dim_size(0));
     }
     return errors::InvalidArgument(
         "logits and labels must have the same first dimension, got logits shape ",
@@ -376,8 +466,8 @@ template <typename Index>
   if (deterministic) {
     for (int64_t i = 0; i < n; ++i) {
       if (label[i] < 0 || label[i] >= classes) {
-        return errors::InvalidArgument("indices[", i, "] = ", label[i], " is not in [0, ",
-                                       classes, ")");
+        return errors::InvalidArgument("indices[", i, "] = ", label[i], " is not in [0, ", classes,
+                                       ")");
       }
     }
     return ::tensorflow::OkStatus();
@@ -423,6 +513,19 @@ class SparseXentOp : public OpKernel {
     const Index* label = labels.flat<Index>().data();
     T* loss_out = loss->flat<T>().data();
     double* stats_out = stats->flat<double>().data();
+    if constexpr (kHasExactPath<T>) {
+      if (!deterministic_) {
+        // TF's kernel, row by row (xent_exact.h): max, Σ exp, then log s − z_label.
+        ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
+          const T* row = x + i * classes;
+          const T m = exact::RowMax(row, classes);
+          const T s = exact::RowSumExp(row, classes, m, i * classes);
+          loss_out[i] = exact::RowSparseLoss(s, row[label[i]], m);
+          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        });
+        return;
+      }
+    }
     ReduceRows<A>(
         ctx, rows, classes,
         [&](const Unit& a, const Unit& b) {
@@ -431,10 +534,10 @@ class SparseXentOp : public OpKernel {
         },
         [&](int64_t i, const RowAccumulator<A>& acc) {
           const A x_label = static_cast<A>(x[i * classes + label[i]]);
-          loss_out[i] = static_cast<T>(SignedLikeTf(
-              deterministic_ ? -((x_label - acc.max) - std::log(acc.sum_exp))
-                             : SparseLoss(acc, x_label),
-              deterministic_));
+          loss_out[i] = static_cast<T>(
+              SignedLikeTf(deterministic_ ? -((x_label - acc.max) - std::log(acc.sum_exp))
+                                          : SparseLoss(acc, x_label),
+                           deterministic_));
           StoreRowStats(acc, stats_out + i * kRowStats);
         });
   }
@@ -468,6 +571,17 @@ class SparseXentGradOp : public OpKernel {
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
+    if constexpr (kHasExactPath<T>) {
+      ForEachUnit<A>(ctx, rows, classes, [&](const Unit& unit) {
+        const int64_t i = unit.row;
+        const double* s = row_stats + i * kRowStats;
+        exact::RowSparseBackprop(x + i * classes, unit.begin, unit.size,
+                                 static_cast<int64_t>(label[i]), static_cast<T>(s[0]),
+                                 static_cast<T>(s[1]), g[i * g_stride], i * classes, rows * classes,
+                                 out + i * classes);
+      });
+      return;
+    }
     ForEachUnit<A>(ctx, rows, classes, [&](const Unit& unit) {
       const int64_t i = unit.row;
       const double* s = row_stats + i * kRowStats;
@@ -479,16 +593,18 @@ class SparseXentGradOp : public OpKernel {
   }
 };
 
-#define TFXENT_REGISTER_DENSE(T, L)                                                      \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXent")                                      \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<L>("Tlabels"),                             \
-                          DenseXentOp<T, L>);                                            \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXentGrad")                                  \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<L>("Tlabels"),                             \
+}  // namespace
+
+#define TFXENT_REGISTER_DENSE(T, L)                             \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXent")             \
+                              .Device(::tensorflow::DEVICE_CPU) \
+                              .TypeConstraint<T>("T")           \
+                              .TypeConstraint<L>("Tlabels"),    \
+                          DenseXentOp<T, L>);                   \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSoftmaxXentGrad")         \
+                              .Device(::tensorflow::DEVICE_CPU) \
+                              .TypeConstraint<T>("T")           \
+                              .TypeConstraint<L>("Tlabels"),    \
                           DenseXentGradOp<T, L>);
 
 // Labels arrive in the compute dtype, or as f16/bf16 when widening them is exact (the Python
@@ -503,16 +619,16 @@ TFXENT_REGISTER_DENSE_WIDE_LABELS(Eigen::bfloat16)
 TFXENT_REGISTER_DENSE_WIDE_LABELS(float)
 TFXENT_REGISTER_DENSE(double, double)
 
-#define TFXENT_REGISTER_SPARSE(T, Index)                                                 \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXent")                                \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<Index>("Tlabels"),                         \
-                          SparseXentOp<T, Index>);                                       \
-  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXentGrad")                            \
-                              .Device(::tensorflow::DEVICE_CPU)                          \
-                              .TypeConstraint<T>("T")                                    \
-                              .TypeConstraint<Index>("Tlabels"),                         \
+#define TFXENT_REGISTER_SPARSE(T, Index)                         \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXent")        \
+                              .Device(::tensorflow::DEVICE_CPU)  \
+                              .TypeConstraint<T>("T")            \
+                              .TypeConstraint<Index>("Tlabels"), \
+                          SparseXentOp<T, Index>);               \
+  REGISTER_KERNEL_BUILDER(Name("TfxentSparseSoftmaxXentGrad")    \
+                              .Device(::tensorflow::DEVICE_CPU)  \
+                              .TypeConstraint<T>("T")            \
+                              .TypeConstraint<Index>("Tlabels"), \
                           SparseXentGradOp<T, Index>);
 
 #define TFXENT_REGISTER_SPARSE_INDICES(T) \
@@ -526,13 +642,15 @@ TFXENT_REGISTER_SPARSE_INDICES(double)
 
 // The SavedModel loading hint of xent_ops.cc: it runs as part of a loaded function (TF does
 // not prune it), and does nothing.
+namespace {
 class ImportHintOp : public OpKernel {
  public:
   explicit ImportHintOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
   void Compute(OpKernelContext* /*ctx*/) override {}
 };
-REGISTER_KERNEL_BUILDER(Name("Tfxent>ImportTfxentBeforeLoadingThisSavedModel")
-                            .Device(::tensorflow::DEVICE_CPU),
-                        ImportHintOp);
+}  // namespace
+REGISTER_KERNEL_BUILDER(
+    Name("Tfxent>ImportTfxentBeforeLoadingThisSavedModel").Device(::tensorflow::DEVICE_CPU),
+    ImportHintOp);
 
 }  // namespace tfxent

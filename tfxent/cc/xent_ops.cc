@@ -13,6 +13,7 @@
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "xent_layout.h"
 
 namespace tfxent {
 
@@ -20,9 +21,7 @@ using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
-// Per-row statistics saved by the forward ops for the gradient ops:
-// (max_j x_j, Σ_j exp(x_j − max), Σ_j y_j), always in double so every T shares one layout.
-constexpr int kRowStats = 3;
+namespace {
 
 // TF's SoftmaxCrossEntropyWithLogits shape function (core/ops/nn_ops.cc): equal [N, C]
 // shapes merge; otherwise the two inputs must broadcast to a rank-2 shape.
@@ -53,8 +52,8 @@ constexpr int kRowStats = 3;
         "Shape must be broadcasted with rank 2, but is rank is unknown.");
   }
   if (c->Rank(c->output(1)) != 2) {
-    return ::tensorflow::errors::InvalidArgument("Shape must be broadcasted with rank 2, but is rank ",
-                                                 c->Rank(c->output(1)));
+    return ::tensorflow::errors::InvalidArgument(
+        "Shape must be broadcasted with rank 2, but is rank ", c->Rank(c->output(1)));
   }
   DimensionHandle batch_size = c->Dim(c->output(1), 0);
   c->set_output(0, c->Vector(batch_size));
@@ -86,6 +85,8 @@ constexpr int kRowStats = 3;
   c->set_output(0, features);
   return ::tensorflow::OkStatus();
 }
+
+}  // namespace
 
 REGISTER_OP("TfxentSoftmaxXent")
     .Input("features: T")

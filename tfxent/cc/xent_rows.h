@@ -24,7 +24,7 @@
 // (docs/tf_behaviour.md#summary, docs/tf_behaviour.md#dense-kernel)
 //                               scale = Σy: the true gradient of the deterministic path
 // (docs/tf_behaviour.md#determinism)
-//   sparse backprop             grad_j = g · (exp(z_j) / s − [j = l])  
+//   sparse backprop             grad_j = g · (exp(z_j) / s − [j = l])
 // (docs/tf_behaviour.md#sparse-forward item 7)
 //
 // IEEE special values follow TF's kernel formula, element by element
@@ -500,7 +500,7 @@ class OnlineRun {
     //   s += exp(x_j − m),   Σy += y_j,   Σyz += y_j · (x_j − m)
     LaneSums<A> blk[kUnroll];
     for (int u = 0; u < kUnroll; ++u) blk[u] = LaneSums<A>::Zero();
-    const P no_mask = r;  // unused by the unmasked AddTerms
+    const P no_mask = r;                       // unused by the unmasked AddTerms
     const int64_t next_len = n_ - b - kBlock;  // classes of the run after this block
     int64_t i = 0;
     for (; i + kUnroll * W <= len; i += kUnroll * W) {
@@ -560,11 +560,8 @@ class OnlineRun {
 // ns/element on one thread, where a plain streaming read takes 0.34-0.36; dense forward
 // 0.64 -> 0.59).
 template <typename T, typename Labels>
-std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulatePair(const T* x_a,
-                                                                       Labels& labels_a,
-                                                                       int64_t n_a, const T* x_b,
-                                                                       Labels& labels_b,
-                                                                       int64_t n_b) {
+std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulatePair(
+    const T* x_a, Labels& labels_a, int64_t n_a, const T* x_b, Labels& labels_b, int64_t n_b) {
   OnlineRun<T, Labels> a(x_a, labels_a, n_a), b(x_b, labels_b, n_b);
   for (int64_t k = 0; k < std::max(n_a, n_b); k += kBlock) {
     if (k < n_a) a.AddBlock(k);
@@ -670,9 +667,9 @@ std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateDensePair(
 // to two AccumulateLogits calls and faster on long runs (see internal::AccumulatePair).
 template <typename T>
 std::array<RowAccumulator<typename Widen<T>::type>, 2> AccumulateLogitsPair(const T* x_a,
-                                                                             int64_t n_a,
-                                                                             const T* x_b,
-                                                                             int64_t n_b) {
+                                                                            int64_t n_a,
+                                                                            const T* x_b,
+                                                                            int64_t n_b) {
   internal::NoLabels<typename Widen<T>::type> labels_a, labels_b;
   return internal::AccumulatePair(x_a, labels_a, n_a, x_b, labels_b, n_b);
 }
@@ -758,9 +755,8 @@ void WriteDenseBackprop(const T* x, const L* y, int64_t y_stride, int64_t n,
 //   grad_j = g · (exp(x_j − max) / sum_exp − [j = label_in_run])
 // label_in_run outside [0, n) means the label's class is in another run.
 template <typename T>
-void WriteSparseBackprop(const T* x, int64_t n, int64_t label_in_run,
-                         typename Widen<T>::type max, typename Widen<T>::type sum_exp,
-                         typename Widen<T>::type g, T* grad) {
+void WriteSparseBackprop(const T* x, int64_t n, int64_t label_in_run, typename Widen<T>::type max,
+                         typename Widen<T>::type sum_exp, typename Widen<T>::type g, T* grad) {
   using A = typename Widen<T>::type;
   using P = internal::Packet<A>;
   namespace ei = Eigen::internal;

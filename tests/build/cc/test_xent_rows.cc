@@ -16,19 +16,21 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdarg>
 #include <cinttypes>
 #include <cmath>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
+#include "tfxent/cc/xent_exact.h"
 #include "tfxent/cc/xent_rows.h"
 
 namespace {
@@ -71,9 +73,8 @@ bool Agrees(LD got, LD want, LD tol) {
 }
 
 void CheckClose(LD got, LD want, LD tol, const std::string& what) {
-  Check(Agrees(got, want, tol),
-        what + Fmt(": got %.10Lg want %.10Lg (tol %.3Lg, diff %.3Lg)", got, want, tol,
-                   std::fabs(got - want)));
+  Check(Agrees(got, want, tol), what + Fmt(": got %.10Lg want %.10Lg (tol %.3Lg, diff %.3Lg)", got,
+                                           want, tol, std::fabs(got - want)));
 }
 
 // Bit-identical values of T (any NaN equals any NaN).
@@ -280,9 +281,9 @@ void CheckDenseRow(const std::vector<T>& x, const std::vector<L>& y, int64_t y_s
         // sums s and Σy carry about u·(1 + log2 n) of their terms' size.
         const LD sc_size = det ? r.sum_abs_y : 1;
         const LD gtol = 8 * Eps<A>() * std::fabs(static_cast<LD>(g)) *
-                           (p * sc_size * (1 + std::log2(static_cast<LD>(n))) + std::fabs(yj)) +
-                       2 * Eps<T>() * std::fabs(want) +
-                       ToLD(std::numeric_limits<T>::denorm_min()) + std::numeric_limits<A>::min();
+                            (p * sc_size * (1 + std::log2(static_cast<LD>(n))) + std::fabs(yj)) +
+                        2 * Eps<T>() * std::fabs(want) +
+                        ToLD(std::numeric_limits<T>::denorm_min()) + std::numeric_limits<A>::min();
         const LD got = ToLD(grad[j]);
         if (!Agrees(got, want, gtol)) {
           if (bad++ == 0) first = Fmt(" j=%" PRId64 " got %.10Lg want %.10Lg", j, got, want);
@@ -350,9 +351,8 @@ void CheckSplit(const std::vector<T>& x, const std::vector<L>& y, int64_t y_stri
   std::vector<int64_t> ends = cuts;
   ends.push_back(n);
   for (int64_t end : ends) {
-    const RowAccumulator<A> part =
-        tfxent::AccumulateDense(x.data() + begin, y.data() + begin * y_stride, y_stride,
-                                end - begin);
+    const RowAccumulator<A> part = tfxent::AccumulateDense(
+        x.data() + begin, y.data() + begin * y_stride, y_stride, end - begin);
     const RowAccumulator<A> m1 = tfxent::Merge(merged, part);
     const RowAccumulator<A> m2 = tfxent::Merge(part, merged);
     Check(SameBits(m1.max, m2.max) && SameBits(m1.sum_exp, m2.sum_exp) &&
@@ -384,9 +384,8 @@ void CheckSplit(const std::vector<T>& x, const std::vector<L>& y, int64_t y_stri
                              g_whole.data());
   begin = 0;
   for (int64_t end : ends) {
-    tfxent::WriteDenseBackprop(x.data() + begin, y.data() + begin * y_stride, y_stride,
-                               end - begin, whole.max, whole.sum_exp, g, A(1),
-                               g_runs.data() + begin);
+    tfxent::WriteDenseBackprop(x.data() + begin, y.data() + begin * y_stride, y_stride, end - begin,
+                               whole.max, whole.sum_exp, g, A(1), g_runs.data() + begin);
     begin = end;
   }
   int64_t diff = 0;
@@ -399,9 +398,9 @@ std::vector<int64_t> Lengths() {
   const int64_t w = tfxent::internal::kLanes<A>;
   const int64_t u = tfxent::internal::kUnroll;
   const int64_t b = tfxent::internal::kBlock;
-  std::vector<int64_t> lens = {1,         2,         3,         w - 1,     w,         w + 1,
-                               2 * w + 3, u * w - 1, u * w,     u * w + 1, b - 1,     b,
-                               b + 1,     2 * b + 5, 1001,      3 * b - 1, 32001};
+  std::vector<int64_t> lens = {1,         2,         3,     w - 1,     w,     w + 1,
+                               2 * w + 3, u * w - 1, u * w, u * w + 1, b - 1, b,
+                               b + 1,     2 * b + 5, 1001,  3 * b - 1, 32001};
   std::vector<int64_t> out;
   for (int64_t n : lens) {
     if (n >= 1) out.push_back(n);
@@ -414,8 +413,8 @@ void TestRandomRows() {
   using A = typename Widen<T>::type;
   Rng rng(0x5eed0001 + sizeof(T));
   for (int64_t n : Lengths<A>()) {
-    for (LabelKind kind : {LabelKind::kOneHot, LabelKind::kSoft, LabelKind::kRandomPositive,
-                           LabelKind::kSigned}) {
+    for (LabelKind kind :
+         {LabelKind::kOneHot, LabelKind::kSoft, LabelKind::kRandomPositive, LabelKind::kSigned}) {
       const std::vector<T> x = Logits<T>(rng, n, 8.0, 1.0 / 64, 0.0);
       const std::vector<T> y = Labels<T>(rng, n, kind);
       const std::string what = Fmt("%s n=%" PRId64 " labels=%d", Name<T>(), n, int(kind));
@@ -462,8 +461,8 @@ void TestGradientSums() {
       }
       const LD tol = (8 * Eps<A>() * (1 + std::log2(static_cast<LD>(n))) + 2 * Eps<T>()) *
                      (mass + std::fabs(static_cast<LD>(acc.sum_y)));
-      CheckClose(sum, 0, tol, Fmt("%s n=%" PRId64 " det=%d gradient row sums to 0", Name<T>(), n,
-                                  det));
+      CheckClose(sum, 0, tol,
+                 Fmt("%s n=%" PRId64 " det=%d gradient row sums to 0", Name<T>(), n, det));
     }
   }
 }
@@ -516,8 +515,7 @@ void TestShiftInvariance() {
       const LD lb = tfxent::SparseLoss(sb, static_cast<A>(xs[hot]));
       CheckClose(lb, la, 2 * Eps<A>() * std::fabs(la), what + " sparse loss");
       std::vector<T> ga(n), gb(n);
-      tfxent::WriteDenseBackprop(x.data(), y.data(), 1, n, a.max, a.sum_exp, A(1), A(1),
-                                 ga.data());
+      tfxent::WriteDenseBackprop(x.data(), y.data(), 1, n, a.max, a.sum_exp, A(1), A(1), ga.data());
       tfxent::WriteDenseBackprop(xs.data(), y.data(), 1, n, b.max, b.sum_exp, A(1), A(1),
                                  gb.data());
       int64_t diff = 0;
@@ -652,8 +650,8 @@ void TestWritesStayInRun() {
 
 template <typename A>
 bool SameStats(const RowAccumulator<A>& a, const RowAccumulator<A>& b) {
-  return SameBits(a.max, b.max) && SameBits(a.sum_exp, b.sum_exp) &&
-         SameBits(a.sum_y, b.sum_y) && SameBits(a.sum_y_z, b.sum_y_z);
+  return SameBits(a.max, b.max) && SameBits(a.sum_exp, b.sum_exp) && SameBits(a.sum_y, b.sum_y) &&
+         SameBits(a.sum_y_z, b.sum_y_z);
 }
 
 // A row of n logits of one of four kinds: random; ascending (the running max grows in every
@@ -703,9 +701,9 @@ void TestPairs() {
       pairs += 2;
     }
   }
-  Check(mismatches == 0, Fmt("%s pair statistics bit-identical to single runs (%" PRId64
-                             " of %" PRId64 " differ)",
-                             Name<T>(), mismatches, pairs));
+  Check(mismatches == 0,
+        Fmt("%s pair statistics bit-identical to single runs (%" PRId64 " of %" PRId64 " differ)",
+            Name<T>(), mismatches, pairs));
 }
 
 // ---- IEEE special values (docs/tf_behaviour.md#sparse-forward, docs/tf_behaviour.md#numerics;
@@ -786,8 +784,7 @@ void TestSpecialValues() {
         Check(std::isfinite(sl), where + " sparse -inf at a non-label class: finite");
         CheckSparseRow(xs, label, where + " sparse -inf elsewhere");
         std::vector<T> grad(n);
-        tfxent::WriteSparseBackprop(xs.data(), n, label, sacc.max, sacc.sum_exp, A(1),
-                                    grad.data());
+        tfxent::WriteSparseBackprop(xs.data(), n, label, sacc.max, sacc.sum_exp, A(1), grad.data());
         Check(ToLD(grad[pos]) == 0, where + " sparse grad at the -inf class is 0");
       }
       {
@@ -798,9 +795,9 @@ void TestSpecialValues() {
               where + " -inf with a positive label: +inf");
         CheckDenseRow(xs, y2, 1, where + " -inf with a positive label");
         const RowAccumulator<A> sacc = tfxent::AccumulateLogits(xs.data(), n);
-        Check(tfxent::SparseLoss(sacc, static_cast<A>(xs[pos])) ==
-                  std::numeric_limits<A>::infinity(),
-              where + " sparse -inf at the label: +inf");
+        Check(
+            tfxent::SparseLoss(sacc, static_cast<A>(xs[pos])) == std::numeric_limits<A>::infinity(),
+            where + " sparse -inf at the label: +inf");
       }
     }
   }
@@ -861,11 +858,25 @@ void TestRowExp() {
   using Bits = typename std::conditional<sizeof(A) == 4, uint32_t, uint64_t>::type;
   constexpr int64_t W = tfxent::internal::kLanes<A>;
   const A limit = sizeof(A) == 4 ? A(88) : A(709);
-  std::vector<A> inputs = {A(0), -A(0), A(-1e-30), A(-0.5), A(-1), A(-87), A(-87.5), A(-103.9),
-                           A(-104), A(-104.1), A(-700), A(-708.5), A(-745), A(-746),
+  std::vector<A> inputs = {A(0),
+                           -A(0),
+                           A(-1e-30),
+                           A(-0.5),
+                           A(-1),
+                           A(-87),
+                           A(-87.5),
+                           A(-103.9),
+                           A(-104),
+                           A(-104.1),
+                           A(-700),
+                           A(-708.5),
+                           A(-745),
+                           A(-746),
                            -std::numeric_limits<A>::infinity(),
-                           std::numeric_limits<A>::quiet_NaN(), -std::numeric_limits<A>::max(),
-                           std::numeric_limits<A>::denorm_min(), limit};
+                           std::numeric_limits<A>::quiet_NaN(),
+                           -std::numeric_limits<A>::max(),
+                           std::numeric_limits<A>::denorm_min(),
+                           limit};
   // Every (2^20 + 7)-th bit pattern of A's width, keeping those ≤ limit or NaN.
   const uint64_t top = sizeof(A) == 4 ? (uint64_t{1} << 32) : ~uint64_t{0};
   const uint64_t step = sizeof(A) == 4 ? 4099 : (uint64_t{1} << 44) + 7;
@@ -944,8 +955,7 @@ void RunAll() {
 // the logits, and c_exp, the sparse forward on a row that stays in L1.
 
 double Seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Runs fn(first_row, end_row) on `threads` threads over [0, rows); returns the best time.
@@ -991,8 +1001,8 @@ void BenchType(int64_t rows, int64_t cols, int threads) {
     std::printf("  %-40s %7.3f s  %6.3f ns/elem  %6.1f GB/s\n", what, t,
                 1e9 * t / static_cast<double>(total), arrays ? 1e-9 * bytes / t : 0.0);
   };
-  std::printf("[%" PRId64 ", %" PRId64 "] %s, %d thread(s), best of %d:\n", rows, cols,
-              Name<T>(), threads, reps);
+  std::printf("[%" PRId64 ", %" PRId64 "] %s, %d thread(s), best of %d:\n", rows, cols, Name<T>(),
+              threads, reps);
 
   if (std::is_same<T, A>::value) {
     // Streaming read of the logits, four packet sums.
@@ -1049,8 +1059,8 @@ void BenchType(int64_t rows, int64_t cols, int threads) {
   t = BestOf(reps, rows, threads, [&](int64_t r0, int64_t r1) {
     A s = 0;
     for (int64_t i = r0; i + 1 < r1; i += 2) {
-      const auto a = tfxent::AccumulateLogitsPair(x.data() + i * cols, cols,
-                                                  x.data() + (i + 1) * cols, cols);
+      const auto a =
+          tfxent::AccumulateLogitsPair(x.data() + i * cols, cols, x.data() + (i + 1) * cols, cols);
       s += tfxent::SparseLoss(a[0], static_cast<A>(x[i * cols + labels[i]]));
       s += tfxent::SparseLoss(a[1], static_cast<A>(x[(i + 1) * cols + labels[i + 1]]));
     }
@@ -1080,8 +1090,8 @@ void BenchType(int64_t rows, int64_t cols, int threads) {
 
   t = BestOf(reps, rows, threads, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      tfxent::WriteSparseBackprop(x.data() + i * cols, cols, labels[i], acc[i].max,
-                                  acc[i].sum_exp, A(1), grad.data() + i * cols);
+      tfxent::WriteSparseBackprop(x.data() + i * cols, cols, labels[i], acc[i].max, acc[i].sum_exp,
+                                  A(1), grad.data() + i * cols);
     }
   });
   report("sparse backward (WriteSparseBackprop)", t, 2);
@@ -1100,6 +1110,68 @@ int Bench(int64_t rows, int64_t cols, int threads, bool narrow) {
 }
 
 }  // namespace
+
+// xent_exact.h against Eigen's own tensor expressions, the ones TF's kernels evaluate
+// (single-threaded here: a reduction never splits a row, and the elementwise log over the
+// rows puts its scalar tail at the end whatever the thread count). Row lengths cover ragged
+// packet tails, the 4-packet groups and rows past the 1024-packet leaf, which Eigen splits
+// at packet boundaries counted from the tensor's start (so row 1 splits elsewhere than row 0).
+template <typename T>
+void TestExactRowsMatchEigen() {
+  using Matrix = Eigen::Tensor<T, 2, Eigen::RowMajor, Eigen::DenseIndex>;
+  using Vector = Eigen::Tensor<T, 1, Eigen::RowMajor, Eigen::DenseIndex>;
+  const int64_t w = tfxent::exact::internal::kWidth<T>;
+  std::mt19937_64 gen(7);
+  std::normal_distribution<double> normal(0.0, 4.0);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int64_t cols : {int64_t{1}, w - 1, w + 3, 4 * w, 4 * w + 5, int64_t{1000}, 1024 * w + 3,
+                       2048 * w + 11, int64_t{70001}}) {
+    if (cols <= 0) continue;
+    const int64_t rows = 3 * w + 3;  // packet rows of log s and a scalar tail
+    Matrix x(rows, cols), y(rows, cols);
+    for (int64_t k = 0; k < rows * cols; ++k) {
+      x.data()[k] = static_cast<T>(normal(gen));
+      y.data()[k] = static_cast<T>(uniform(gen));
+    }
+    Eigen::IndexList<Eigen::type2index<1>> along_class;
+    Eigen::IndexList<int, Eigen::type2index<1>> by_one;
+    by_one.set(0, static_cast<int>(rows));
+    Eigen::IndexList<Eigen::type2index<1>, int> one_by_class;
+    one_by_class.set(1, static_cast<int>(cols));
+    Vector m = x.maximum(along_class);
+    Matrix z = x - m.reshape(by_one).broadcast(one_by_class);
+    Vector s = z.exp().sum(along_class);
+    Matrix log_s = s.log().eval().reshape(by_one);
+    Vector loss = (y * (log_s.broadcast(one_by_class) - z)).eval().sum(along_class);
+    Matrix e = z.exp();
+    const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* xr = x.data() + i * cols;
+      const int64_t first = i * cols;
+      const T got_m = tfxent::exact::RowMax(xr, cols);
+      const T got_s = tfxent::exact::RowSumExp(xr, cols, got_m, first);
+      const T got_log = tfxent::exact::RowLogSum(got_s, i, rows);
+      const T got_loss =
+          tfxent::exact::RowDenseLoss(xr, y.data() + i * cols, 1, cols, got_m, got_log, first);
+      const std::string what = "exact row " + std::to_string(i) + " of " + shape;
+      Check(SameBits(got_m, m(i)), what + ": max");
+      Check(SameBits(got_s, s(i)), what + ": sum of exp");
+      Check(SameBits(got_log, log_s(i, 0)), what + ": log of the sum");
+      Check(SameBits(got_loss, loss(i)), what + ": dense loss");
+      // Sparse backprop with g = 1 and the label in the middle: exp over the whole tensor.
+      std::vector<T> out(cols);
+      const int64_t label = cols / 2;
+      tfxent::exact::RowSparseBackprop(xr, 0, cols, label, got_m, got_s, T(1), first, rows * cols,
+                                       out.data());
+      bool same = true;
+      for (int64_t j = 0; j < cols; ++j) {
+        const T want = e(i, j) / s(i) - (j == label ? T(1) : T(0));
+        same = same && SameBits(out[j], T(T(1) * want));
+      }
+      Check(same, what + ": sparse backprop");
+    }
+  }
+}
 
 int main(int argc, char** argv) {
   bool bench = false, narrow = false;
@@ -1130,6 +1202,8 @@ int main(int argc, char** argv) {
               tfxent::internal::kLanes<float>, tfxent::internal::kLanes<double>);
   TestRowExp<float>();
   TestRowExp<double>();
+  TestExactRowsMatchEigen<float>();
+  TestExactRowsMatchEigen<double>();
   RunAll<float>();
   RunAll<double>();
   RunAll<Eigen::half>();
