@@ -41,6 +41,8 @@ __all__ = [
 # is all a SavedModel using them needs before `tf.saved_model.load`. A build failure warns
 # here and calls fall back to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
 _backend.preload()
+# pfor (vectorized_map, jacobian) rules for the ops: registered with TF, like their gradients.
+from tfxent import _pfor  # noqa: E402, F401
 
 
 def softmax_cross_entropy_with_logits(
