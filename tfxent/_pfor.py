@@ -14,11 +14,16 @@ Registered at import (tfxent/__init__.py imports this module next to loading the
 
 from __future__ import annotations
 
+import importlib
+
 import tensorflow as tf
 from tensorflow.python.ops import array_ops
-from tensorflow.python.ops.parallel_for import pfor
 
 from tfxent import _ops
+
+# By module name: through 2.12 `parallel_for/__init__.py` exports a function named `pfor`,
+# which `from tensorflow.python.ops.parallel_for import pfor` would return instead.
+pfor = importlib.import_module("tensorflow.python.ops.parallel_for.pfor")
 
 
 def _merge_loop_into_rows(x: tf.Tensor) -> tf.Tensor:
