@@ -176,24 +176,16 @@ def _sparse_kernel(
                 )
                 return _composite.sparse(precise, labels, deterministic, choice.xla, rows)
             labels = math_ops.cast(labels, tf.int32)
-    if choice.backend != _backend.OP:
-        return _composite.sparse(logits, labels, deterministic, choice.xla, rows)
     if deterministic and labels.shape.rank is None:
-        return _sparse_deterministic_any_rank(logits, labels, name)
-    return _ops.sparse_loss(logits, labels, deterministic, name)
-
-
-def _sparse_deterministic_any_rank(logits: tf.Tensor, labels: tf.Tensor, name: str) -> tf.Tensor:
-    """Determinism mode with labels whose rank is known only at run time (an unknown-rank
-    `TensorSpec`, a v1 placeholder). TF gathers with `batch_dims=1`, which takes labels of any
-    rank ≥ 1 (labels [N, k] give a loss [N, k]) and rejects scalars with GatherV2's message
-    (docs/tf_behaviour.md#determinism). The op computes the usual rank-1 case; any other rank
-    takes TF's own formula."""
-    return tf.cond(
-        math_ops.equal(array_ops.rank(labels), 1),
-        lambda: _ops.sparse_loss(logits, array_ops.reshape(labels, [-1]), True, name),
-        lambda: _composite.sparse(logits, labels, True, False),
-    )
+        # Labels whose rank is known only at run time (an unknown-rank `TensorSpec`, a v1
+        # placeholder): TF gathers with `batch_dims=1`, which takes labels of any rank ≥ 1
+        # (labels [N, k] give a loss [N, k]) and rejects scalars in GatherV2
+        # (docs/tf_behaviour.md#determinism). The op needs rank 1, so TF's formula runs, with
+        # TF's graph nodes and so TF's error messages.
+        return _composite.sparse(logits, labels, deterministic, choice.xla, rows)
+    if choice.backend == _backend.OP:
+        return _ops.sparse_loss(logits, labels, deterministic, name)
+    return _composite.sparse(logits, labels, deterministic, choice.xla, rows)
 
 
 def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
