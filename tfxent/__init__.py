@@ -68,6 +68,8 @@ def _register_ops(backend: ModuleType) -> None:
     # Loads (building if needed) the op library. A build failure warns and calls fall back
     # to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
     backend.preload()
+    # pfor (vectorized_map, jacobian) rules for the ops: registered with TF, like their gradients.
+    importlib.import_module(f"{__name__}._pfor")
     # TFXENT_AUDIT=1 audits the whole process from here on (README, "Migrating from TF 1.x").
     importlib.import_module(f"{__name__}._audit").start_from_environment()
 

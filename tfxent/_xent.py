@@ -176,6 +176,13 @@ def _sparse_kernel(
                 )
                 return _composite.sparse(precise, labels, deterministic, choice.xla, rows)
             labels = math_ops.cast(labels, tf.int32)
+    if deterministic and labels.shape.rank is None:
+        # Labels whose rank is known only at run time (an unknown-rank `TensorSpec`, a v1
+        # placeholder): TF gathers with `batch_dims=1`, which takes labels of any rank ≥ 1
+        # (labels [N, k] give a loss [N, k]) and rejects scalars in GatherV2
+        # (docs/tf_behaviour.md#determinism). The op needs rank 1, so TF's formula runs, with
+        # TF's graph nodes and so TF's error messages.
+        return _composite.sparse(logits, labels, deterministic, choice.xla, rows)
     if choice.backend == _backend.OP:
         return _ops.sparse_loss(logits, labels, deterministic, name)
     return _composite.sparse(logits, labels, deterministic, choice.xla, rows)
