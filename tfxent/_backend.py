@@ -17,7 +17,7 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
-from tfxent import _build
+from tfxent import _build, _placement
 
 OP = "custom-op"
 COMPOSITE = "composite"
@@ -31,6 +31,9 @@ ENVIRONMENT = {
     "TFXENT_AUDIT": "1 (or json): record v1->v2 migration hazards during execution and "
     "print the report at exit (tfxent.audit)",
     "TFXENT_AUDIT_FILE": "write the TFXENT_AUDIT report to this file instead of stderr",
+    "TFXENT_FROM_SOURCE": "1: ignore the wheel's prebuilt op and compile on first use",
+    "TFXENT_ISA": "tf (default: TF's own instruction set, prebuilt) or native (-march=native, "
+    "compiled locally, not bit-identical to TF)",
     "CXX": "the C++ compiler used to build the op (default c++)",
 }
 
@@ -89,21 +92,15 @@ def in_xla_context() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
 
 
-def _on_device_without_kernel(tensor: tf.Tensor) -> bool:
-    """tfxent has CPU kernels only; a tensor placed elsewhere uses the composite path rather
-    than a silent copy to the host and back."""
-    device = getattr(tensor, "device", "") or ""
-    return bool(device) and "CPU" not in device.upper()
-
-
 def choose(logits: tf.Tensor) -> Choice:
     """Pick the backend for one call (in graph mode: for the traced graph)."""
     if in_xla_context():
         return Choice(COMPOSITE, "inside an XLA context (jit_compile): TF's XLA semantics", True)
     if _flag("TFXENT_FORCE_COMPOSITE"):
         return Choice(COMPOSITE, "TFXENT_FORCE_COMPOSITE=1")
-    if _on_device_without_kernel(logits):
-        return Choice(COMPOSITE, f"no tfxent kernel for device {logits.device}")
+    off_cpu = _placement.off_cpu_reason(logits)
+    if off_cpu:
+        return Choice(COMPOSITE, off_cpu)
     if op_library() is None:
         return Choice(COMPOSITE, "the custom op could not be built")
     return Choice(OP, "default")
