@@ -134,15 +134,20 @@ def stage(destination: Path, compiler: str = "c++") -> Path:
     if done.returncode != 0:
         raise BuildError(f"tfxent: staging the op for TF {tf.__version__} failed:\n{done.stderr}")
     library.chmod(0o755)
+    record(library, extra, version)
+    return library
+
+
+def record(library: Path, extra_flags: tuple[str, ...], compiler_version: str) -> None:
+    """Write the manifest `find()` checks, beside a library just compiled for this TF."""
     manifest = {
         "tensorflow": tf.__version__,
         "tensorflow_git": tf.__git_version__,
         "isa": _ISA,
-        "flags": list(extra),
+        "flags": list(extra_flags),
         "sources": compile_.sources_digest(),
-        "compiler": version,
+        "compiler": compiler_version,
         "sha256": cache.sha256(library),
         "size": library.stat().st_size,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return library
+    (library.parent / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
