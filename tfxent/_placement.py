@@ -8,7 +8,9 @@ tfxent takes its composite path of TF primitives, which TF places on the GPU lik
 (docs/install.md, "GPU hosts", says why not TF's own xent kernel).
 
 The decision is made when the call is traced (in eager mode: when it runs) from the device
-scope and the visible devices, like TF's own choice of kernel.
+scope and the visible devices. In a tf.function only the scopes inside its body count: TF
+does not retrace a function for its eager caller's `tf.device` (outside distribution
+strategies, which push their device scope into the body), so one trace may run on any device.
 """
 
 from __future__ import annotations
