@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
-from tfxent import _build, _env
+from tfxent import _build, _env, _placement
 
 OP = "custom-op"
 COMPOSITE = "composite"
@@ -81,13 +81,6 @@ def in_xla_context() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
 
 
-def _on_device_without_kernel(tensor: tf.Tensor) -> bool:
-    """tfxent has CPU kernels only; a tensor placed elsewhere uses the composite path rather
-    than a silent copy to the host and back."""
-    device = getattr(tensor, "device", "") or ""
-    return bool(device) and "CPU" not in device.upper()
-
-
 def choose(logits: tf.Tensor) -> Choice:
     """Pick the backend for one call (in graph mode: for the traced graph)."""
     if in_xla_context():
@@ -97,8 +90,9 @@ def choose(logits: tf.Tensor) -> Choice:
     reason = _composite_reason.get()
     if reason is not None:
         return Choice(COMPOSITE, reason)
-    if _on_device_without_kernel(logits):
-        return Choice(COMPOSITE, f"no tfxent kernel for device {logits.device}")
+    off_cpu = _placement.off_cpu_reason(logits)
+    if off_cpu:
+        return Choice(COMPOSITE, off_cpu)
     if op_library() is None:
         return Choice(COMPOSITE, "the custom op could not be built")
     return Choice(OP, "default")

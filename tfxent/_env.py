@@ -53,6 +53,17 @@ SWITCHES = (
         "stderr",
         "write the TFXENT_AUDIT report to this file",
     ),
+    Switch(
+        "TFXENT_FROM_SOURCE",
+        "unset",
+        "1: ignore the wheel's prebuilt op and compile on first use",
+    ),
+    Switch(
+        "TFXENT_ISA",
+        "tf",
+        "tf: TF's own instruction set, as the prebuilt op (bit-identical to TF); native: "
+        "-march=native, compiled locally, not bit-identical to TF",
+    ),
     Switch("CXX", "c++", "the C++ compiler that builds the op"),
 )
 _BY_NAME = {switch.name: switch for switch in SWITCHES}

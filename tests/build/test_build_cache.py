@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest_helpers import REPO, child_env, compiles, fake_compiler, good_library
 
-from tfxent import _backend, _build
+from tfxent import _backend, _build, _build_cache, _build_compile
 
 OTHER_UID = 65534  # nobody
 
@@ -117,7 +117,7 @@ def test_damaged_library_is_detected_and_rebuilt(cache, capfd, damage):
     build = _build.ensure_built()
     damage(build.library)
     assert not _build.cached_library_is_valid(build)
-    assert "truncated or corrupted" in _build.library_problem(build)
+    assert "truncated or corrupted" in _build_compile.library_problem(build)
     _build.ensure_built()
     assert _sha(build.library) == _sha(good_library())
     assert cache.compiles == 2
@@ -139,12 +139,12 @@ def test_manifest_of_another_build_is_refused(cache):
     build = _build.ensure_built()
     manifest = json.loads(build.manifest.read_text())
     build.manifest.write_text(json.dumps({**manifest, "key": "tf0.0-other"}))
-    assert "belongs to another build" in _build.library_problem(build)
+    assert "belongs to another build" in _build_compile.library_problem(build)
 
 
 def _assert_rebuilt_privately(cache: Cache, build, capfd, reason: str) -> None:
     assert not _build.cached_library_is_valid(build)
-    assert reason in _build.library_problem(build)
+    assert reason in _build_compile.library_problem(build)
     _build.ensure_built()
     assert _build.cached_library_is_valid(build)
     for path in (build.directory, build.library, build.manifest):
@@ -161,13 +161,13 @@ def _assert_rebuilt_privately(cache: Cache, build, capfd, reason: str) -> None:
 def test_library_owned_by_another_user_is_refused_and_rebuilt(cache, capfd):
     build = _build.ensure_built()
     _chown_other(build.library)
-    _assert_rebuilt_privately(cache, build, capfd, f"owned by {_build._user(OTHER_UID)}")
+    _assert_rebuilt_privately(cache, build, capfd, f"owned by {_build_cache._user(OTHER_UID)}")
 
 
 def test_manifest_owned_by_another_user_is_refused_and_rebuilt(cache, capfd):
     build = _build.ensure_built()
     _chown_other(build.manifest)
-    _assert_rebuilt_privately(cache, build, capfd, f"owned by {_build._user(OTHER_UID)}")
+    _assert_rebuilt_privately(cache, build, capfd, f"owned by {_build_cache._user(OTHER_UID)}")
 
 
 @pytest.mark.parametrize("mode", [0o720, 0o702, 0o777], ids=oct)
@@ -182,7 +182,7 @@ def test_key_directory_owned_by_another_user_is_refused_and_replaced(cache, capf
     planted = build.directory / "planted"
     planted.write_text("not ours")
     _chown_other(build.directory)
-    _assert_rebuilt_privately(cache, build, capfd, f"owned by {_build._user(OTHER_UID)}")
+    _assert_rebuilt_privately(cache, build, capfd, f"owned by {_build_cache._user(OTHER_UID)}")
     assert not planted.exists()
     assert not list(build.directory.parent.glob("*.refused-*"))
 
@@ -357,8 +357,9 @@ def test_sanitize_switch_changes_the_key_and_adds_the_flags(cache, monkeypatch):
         _build.plan()
 
 
-def test_features_tf_headers_reject_are_switched_off():
+def test_features_tf_headers_reject_are_switched_off(monkeypatch):
     # TF's Eigen fails to compile with AVX512-FP16 (seen on a Sapphire Rapids host, g++ 12).
+    monkeypatch.setenv("TFXENT_ISA", "native")
     with_fp16 = _build.optimisation_flags("-mavx2 -mavx512f -mavx512fp16 -mno-amx-fp16")
     assert with_fp16[-1] == "-mno-avx512fp16" and "-march=native" in with_fp16
     assert "-mno-avx512fp16" not in _build.optimisation_flags("-mavx2 -mno-avx512fp16")
@@ -372,7 +373,7 @@ def test_sanitized_library_is_not_loaded_without_the_runtime(cache, monkeypatch)
     monkeypatch.setattr(_build, "_asan_runtime_loaded", lambda: False)
     with pytest.raises(_build.BuildError, match="LD_PRELOAD=.*asan.*ASAN_OPTIONS=detect_leaks=0"):
         _build.load()
-    assert _build._loaded == {}
+    assert "module" not in _build._loaded and _build.loaded_path() is None
 
 
 def test_sanitizer_preload_names_the_asan_and_cxx_runtimes():
@@ -385,7 +386,7 @@ def test_sanitizer_preload_names_the_asan_and_cxx_runtimes():
 
 def test_waiting_for_the_lock_says_who_holds_it_then_gives_up(cache, monkeypatch, capfd):
     build = _build.plan()
-    _build._private_root(build.directory.parent)
+    _build_cache.private_root(build.directory.parent)
     lock_path = build.directory.parent / f"{build.key}.lock"
     holder = subprocess.Popen(
         [
@@ -405,8 +406,8 @@ def test_waiting_for_the_lock_says_who_holds_it_then_gives_up(cache, monkeypatch
     try:
         assert holder.stdout.readline().strip() == "held"
         (build.directory.parent / f"{build.key}.owner").write_text(str(holder.pid))
-        monkeypatch.setattr(_build, "_LOCK_NOTICE_S", 0.2)
-        monkeypatch.setattr(_build, "_LOCK_TIMEOUT_S", 0.5)
+        monkeypatch.setattr(_build_cache, "_LOCK_NOTICE_S", 0.2)
+        monkeypatch.setattr(_build_cache, "_LOCK_TIMEOUT_S", 0.5)
         started = time.monotonic()
         with pytest.raises(_build.BuildError) as raised:
             _build.ensure_built()
