@@ -1,0 +1,116 @@
+"""The loop over chunks of tokens (docs/fused.md#memory).
+
+Each iteration holds one chunk's [chunk, V] blocks; what crosses iterations is O(chunk)
+per-row values, the [N, D] hidden gradient and the [D, V] + [V] accumulators. The loop is a
+`tf.while_loop` with one iteration in flight, so that neither eager execution nor TF's
+executor keeps two chunks' blocks alive, and so that XLA can compile it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from tfxent.fused import _chunk
+
+F32 = tf.float32
+
+
+@dataclass
+class Inputs:
+    """A call's tensors, flattened to rows: hidden [N, D], labels [N] (in range wherever
+    valid, 0 elsewhere) and valid [N] (False for ignore_index rows)."""
+
+    hidden: tf.Tensor
+    kernel: tf.Tensor
+    bias: tf.Tensor | None
+    labels: tf.Tensor
+    valid: tf.Tensor
+
+
+@dataclass
+class Result:
+    loss: tf.Tensor  # [N] float32
+    z_term: tf.Tensor  # [N] float32
+    d_hidden: tf.Tensor | None = None  # [N, D] in hidden's dtype
+    d_kernel: tf.Tensor | None = None  # [D, V], float32 for half kernels (accumulated so)
+    d_bias: tf.Tensor | None = None  # [V] float32
+
+
+def _chunked(t: tf.Tensor, chunks: tf.Tensor, chunk: int, pad: tf.Tensor, fill) -> tf.Tensor:
+    """t [N, ...] padded with `fill` to chunks·chunk rows and reshaped to [chunks, chunk, ...]."""
+    paddings = [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)
+    padded = tf.pad(t, paddings, constant_values=fill)
+    return tf.reshape(padded, tf.concat([[chunks, chunk], tf.shape(t)[1:]], axis=0))
+
+
+def run(
+    inputs: Inputs,
+    opts: _chunk.Options,
+    chunk: int,
+    weight: tf.Tensor | None = None,
+    z_weight: tf.Tensor | None = None,
+) -> Result:
+    """Loss and z-term of every row; with `weight` ([N], the upstream gradient, 0 on invalid
+    rows) and `z_weight` also the gradients of Σ weight·loss + z_weight·z_term."""
+    h, kernel, bias = inputs.hidden, inputs.kernel, inputs.bias
+    n = tf.shape(h, out_type=tf.int32)[0]
+    static_n = h.shape[0]
+    if static_n is not None:  # a constant trip count and TensorArray size, as XLA needs
+        chunks = max(1, -(-static_n // chunk))
+        pad = chunks * chunk - static_n
+    else:
+        chunks = tf.maximum(1, (n + chunk - 1) // chunk)
+        pad = chunks * chunk - n
+    h_c = _chunked(h, chunks, chunk, pad, 0)
+    labels_c = _chunked(inputs.labels, chunks, chunk, pad, 0)
+    grads = weight is not None
+    weights_c = None
+    if grads:
+        weights_c = (
+            _chunked(weight, chunks, chunk, pad, 0),
+            _chunked(z_weight, chunks, chunk, pad, 0),
+        )
+
+    loss_ta = tf.TensorArray(F32, size=chunks, element_shape=[chunk])
+    z_ta = tf.TensorArray(F32, size=chunks, element_shape=[chunk])
+    dh_ta = tf.TensorArray(h.dtype, size=chunks, element_shape=[chunk, h.shape[1]])
+    acc_dtype = F32 if kernel.dtype in (tf.float16, tf.bfloat16) else kernel.dtype
+    vocab = tf.shape(kernel)[1]
+    d_kernel = tf.zeros(tf.shape(kernel), acc_dtype) if grads else tf.zeros([], acc_dtype)
+    d_bias = tf.zeros([vocab], F32) if grads and bias is not None else tf.zeros([], F32)
+
+    def body(i, loss_ta, z_ta, dh_ta, d_kernel, d_bias):
+        h_i = h_c[i]
+        labels_i = labels_c[i]
+        stats = _chunk.statistics(_chunk.logits(h_i, kernel, bias, opts), labels_i, opts)
+        loss_ta = loss_ta.write(i, stats.loss)
+        z_ta = z_ta.write(i, stats.z_term)
+        if grads:
+            g = _chunk.logit_gradient(
+                stats, labels_i, weights_c[0][i], weights_c[1][i], opts, kernel.dtype
+            )
+            dh_ta = dh_ta.write(i, tf.matmul(g, kernel, transpose_b=True))
+            d_kernel += tf.cast(tf.matmul(h_i, g, transpose_a=True), acc_dtype)
+            if bias is not None:
+                d_bias += tf.reduce_sum(tf.cast(g, F32), axis=0)
+        return i + 1, loss_ta, z_ta, dh_ta, d_kernel, d_bias
+
+    _, loss_ta, z_ta, dh_ta, d_kernel, d_bias = tf.while_loop(
+        lambda i, *_: i < chunks,
+        body,
+        (tf.constant(0), loss_ta, z_ta, dh_ta, d_kernel, d_bias),
+        parallel_iterations=1,
+    )
+    valid = inputs.valid
+    zero = tf.zeros_like(valid, F32)
+    loss = tf.where(valid, tf.reshape(loss_ta.stack(), [-1])[:n], zero)
+    z_term = tf.where(valid, tf.reshape(z_ta.stack(), [-1])[:n], zero)
+    result = Result(loss, z_term)
+    if grads:
+        result.d_hidden = tf.reshape(dh_ta.stack(), [-1, tf.shape(h)[1]])[:n]
+        result.d_kernel = d_kernel
+        if bias is not None:
+            result.d_bias = d_bias
+    return result
