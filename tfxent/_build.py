@@ -50,7 +50,7 @@ import filelock
 import tensorflow as tf
 
 _CC_DIR = Path(__file__).parent / "cc"
-_SOURCES = ("xent_ops.cc", "xent_kernels.cc")
+_SOURCES = ("xent_ops.cc", "xent_kernels.cc", "fused_ops.cc")
 _HEADERS = ("xent_rows.h",)
 _LIBRARY_NAME = "_tfxent_ops.so"
 # Optimisation flags added to TF's own: the op is compiled on the user's machine, so it may

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from tfxent.fused import _chunk
+from tfxent import _ops
+from tfxent.fused import _chunk, _plan
 
 F32 = tf.float32
 
@@ -43,6 +44,42 @@ def _chunked(t: tf.Tensor, chunks: tf.Tensor, chunk: int, pad: tf.Tensor, fill) 
     paddings = [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)
     padded = tf.pad(t, paddings, constant_values=fill)
     return tf.reshape(padded, tf.concat([[chunks, chunk], tf.shape(t)[1:]], axis=0))
+
+
+@tf.RegisterGradient("TfxentFusedAddColumns")
+def _add_columns_grad(op: tf.Operation, grad: tf.Tensor):
+    """sum = acc + block placed at columns [offset, offset + width): the accumulator's
+    gradient passes through, the block's is those columns. (TF differentiates the chunk
+    loop's body when it builds the loop's gradient function, even if unused.)"""
+    width = tf.shape(op.inputs[1], out_type=tf.int64)[1]
+    block = tf.slice(grad, tf.stack([0, op.inputs[2]]), tf.stack([-1, width]))
+    return grad, tf.cast(block, op.inputs[1].dtype), None
+
+
+def _accumulate_kernel_gradient(
+    acc: tf.Tensor, h: tf.Tensor, g: tf.Tensor, opts: _chunk.Options
+) -> tf.Tensor:
+    """acc + hᵀ·g. With the op, one block of vocabulary columns at a time added in place
+    (`TfxentFusedAddColumns`), so no second [D, V] product exists; XLA plans its own
+    buffers, so the composite path adds the whole product."""
+    if opts.composite:
+        return acc + tf.cast(tf.matmul(h, g, transpose_a=True), acc.dtype)
+    library = _ops._library()
+    vocab = tf.shape(g, out_type=tf.int64)[1]
+    width = tf.constant(_plan.column_block(h.shape[1]), tf.int64)
+
+    def add_block(start, acc):
+        block = tf.slice(g, tf.stack([0, start]), tf.stack([-1, tf.minimum(width, vocab - start)]))
+        product = tf.matmul(h, block, transpose_a=True)
+        return start + width, library.tfxent_fused_add_columns(acc, product, start)
+
+    _, acc = tf.while_loop(
+        lambda start, _: start < vocab,
+        add_block,
+        (tf.constant(0, tf.int64), acc),
+        parallel_iterations=1,
+    )
+    return acc
 
 
 def run(
@@ -92,7 +129,7 @@ def run(
                 stats, labels_i, weights_c[0][i], weights_c[1][i], opts, kernel.dtype
             )
             dh_ta = dh_ta.write(i, tf.matmul(g, kernel, transpose_b=True))
-            d_kernel += tf.cast(tf.matmul(h_i, g, transpose_a=True), acc_dtype)
+            d_kernel = _accumulate_kernel_gradient(d_kernel, h_i, g, opts)
             if bias is not None:
                 d_bias += tf.reduce_sum(tf.cast(g, F32), axis=0)
         return i + 1, loss_ta, z_ta, dh_ta, d_kernel, d_bias

@@ -8,7 +8,7 @@ import tensorflow as tf
 # Bytes the [chunk, V] blocks of one chunk may take together. Large enough that each chunk's
 # matmuls run at oneDNN's full speed (a few hundred rows), small enough that the blocks stay
 # well under an eighth of the unfused head's [N, V] buffers at the shapes that need fusing.
-BLOCK_BUDGET = 128 * 2**20
+BLOCK_BUDGET = 64 * 2**20
 # Fewer rows than this make the matmuls bandwidth-bound on the [D, V] kernel.
 MIN_CHUNK = 32
 # Rows are taken in multiples of this, which suits the matmul's register blocking.
@@ -33,3 +33,13 @@ def chunk_size(tokens: int | None, vocab: int, dtype: tf.DType, soft_cap: bool =
     if tokens is not None:
         rows = min(rows, max(1, tokens))
     return int(rows)
+
+
+# Bytes of one [D, block] product of the kernel gradient's column-block accumulation.
+COLUMN_BLOCK_BUDGET = 16 * 2**20
+
+
+def column_block(hidden_size: int | None) -> int:
+    """Vocabulary columns per block of the kernel gradient's accumulation: a [D, block]
+    float32 product within COLUMN_BLOCK_BUDGET, at least 256 columns."""
+    return max(256, COLUMN_BLOCK_BUDGET // (4 * max(1, hidden_size or 1024)) // 256 * 256)
