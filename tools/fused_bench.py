@@ -73,7 +73,7 @@ def _worker_time(spec: dict) -> dict:
     steps = {impl: _build(impl, spec["mode"]) for impl in spec["impls"]}
     h, w, y = _inputs(n, d, v, DTYPES[spec["dtype"]])
     times: dict[str, list[float]] = {impl: [] for impl in steps}
-    for impl, step in steps.items():  # warm-up: tracing, XLA compilation, allocator pools
+    for step in steps.values():  # warm-up: tracing, XLA compilation, allocator pools
         [t.numpy() for t in step(h, w, y)]
     order = list(steps)
     for r in range(spec["repeats"]):
@@ -178,7 +178,8 @@ def _table(rows: list[dict], impls: list[str], header: bool = True) -> str:
         mems = [_fmt_bytes(row["memory"].get(i, {}).get("extra_bytes")) for i in impls]
         ratio = f"{med['tfxent'] / med['tf']:.2f}" if {"tf", "tfxent"} <= set(med) else "—"
         shape = "×".join(map(str, row["shape"]))
-        lines.append(f"| {shape} | {row['dtype']} | {row['mode']} | " + " | ".join(times + mems) + f" | {ratio} |")
+        cells = [shape, row["dtype"], row["mode"], *times, *mems, ratio]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -103,13 +103,16 @@ def linear_sparse_softmax_cross_entropy(
         return loss
 
 
-def _runner(opts: _chunk.Options, chunk: int, grads: bool, has_bias: bool):
-    """The chunk loop for these options; run eagerly, it is one `tf.function` per options so
-    that TF's executor frees each chunk's blocks as soon as they are used."""
+def _runner(opts: _chunk.Options, grads: bool, has_bias: bool):
+    """The chunk loop for these options. Run eagerly, it is one `tf.function` per options
+    (the chunk is an argument, shapes relax after a retrace), so that TF's executor frees
+    each chunk's blocks as soon as they are used and calls of new shapes do not retrace."""
 
-    def run(h, w, labels, valid, weight, z_weight, *b):
+    def run(values, chunk, h, w, labels, valid, weight, z_weight, *b):
         inputs = _loop.Inputs(h, w, b[0] if b else None, labels, valid)
-        result = _loop.run(inputs, opts, chunk, weight if grads else None, z_weight)
+        result = _loop.run(
+            inputs, opts.with_values(values), chunk, weight if grads else None, z_weight
+        )
         out = [result.loss, result.z_term]
         if grads:
             out += [result.d_hidden, result.d_kernel] + ([result.d_bias] if b else [])
@@ -117,7 +120,7 @@ def _runner(opts: _chunk.Options, chunk: int, grads: bool, has_bias: bool):
 
     if not tf.executing_eagerly():
         return run
-    key = (opts, chunk, grads, has_bias)
+    key = (opts.key(), grads, has_bias)
     if key not in _RUNNERS:
         _RUNNERS[key] = tf.function(run, reduce_retracing=True, autograph=False)
     return _RUNNERS[key]
@@ -128,9 +131,20 @@ def _call(inputs: _loop.Inputs, opts, chunk, weight=None, z_weight=None) -> list
     if not grads:
         weight = z_weight = tf.zeros([0], F32)
     bias = [] if inputs.bias is None else [inputs.bias]
-    runner = _runner(opts, chunk, grads, inputs.bias is not None)
+    runner = _runner(opts, grads, inputs.bias is not None)
+    values = opts.values()
+    if tf.executing_eagerly():
+        chunk, values = tf.constant(chunk, tf.int32), tf.constant(values, F32)
     return runner(
-        inputs.hidden, inputs.kernel, inputs.labels, inputs.valid, weight, z_weight, *bias
+        values,
+        chunk,
+        inputs.hidden,
+        inputs.kernel,
+        inputs.labels,
+        inputs.valid,
+        weight,
+        z_weight,
+        *bias,
     )
 
 

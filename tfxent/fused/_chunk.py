@@ -25,12 +25,42 @@ F32 = tf.float32
 
 @dataclass(frozen=True)
 class Options:
-    """The static configuration of one fused call."""
+    """The configuration of one fused call. A value is a float, or (inside the eager
+    runner, so that a new value does not retrace) a float32 scalar tensor; 0.0 and None
+    are the static "off" that skips the term's work."""
 
-    label_smoothing: float
-    z_loss: float
-    soft_cap: float | None
+    label_smoothing: float | tf.Tensor
+    z_loss: float | tf.Tensor
+    soft_cap: float | tf.Tensor | None
     composite: bool
+
+    @property
+    def smoothing(self) -> bool:
+        return _on(self.label_smoothing)
+
+    @property
+    def zeta(self) -> bool:
+        return _on(self.z_loss)
+
+    def key(self) -> tuple[bool, bool, bool, bool]:
+        """What a trace depends on: which terms are on, and the backend."""
+        return (self.smoothing, self.zeta, self.soft_cap is not None, self.composite)
+
+    def values(self) -> list[float]:
+        return [float(self.label_smoothing), float(self.z_loss), float(self.soft_cap or 0.0)]
+
+    def with_values(self, values: tf.Tensor) -> Options:
+        """These options with the values read from `values` (from `values()`)."""
+        return Options(
+            values[0] if self.smoothing else 0.0,
+            values[1] if self.zeta else 0.0,
+            values[2] if self.soft_cap is not None else None,
+            self.composite,
+        )
+
+
+def _on(value: float | tf.Tensor) -> bool:
+    return isinstance(value, tf.Tensor) or value != 0.0
 
 
 @dataclass
@@ -66,11 +96,11 @@ def statistics(x: tf.Tensor, labels: tf.Tensor, opts: Options) -> Stats:
         # lse = max + log Σ exp(x − max), from the kernel's float64 statistics.
         lse = tf.cast(kernel_stats[:, 0] + tf.math.log(kernel_stats[:, 1]), F32)
     loss = lse - x_label
-    if opts.label_smoothing:
+    if opts.smoothing:
         eps = opts.label_smoothing
         mean_x = tf.reduce_mean(tf.cast(x, F32), axis=1)
         loss = lse - (1.0 - eps) * x_label - eps * mean_x
-    z_term = opts.z_loss * tf.square(lse) if opts.z_loss else tf.zeros_like(lse)
+    z_term = opts.z_loss * tf.square(lse) if opts.zeta else tf.zeros_like(lse)
     return Stats(x, lse, loss + z_term, z_term, kernel_stats)
 
 
@@ -100,14 +130,14 @@ def logit_gradient(
         grad = _ops._library().tfxent_sparse_softmax_xent_grad(
             x, labels, stats.kernel_stats, tf.cast(softmax_scale, x.dtype)
         )
-        if opts.z_loss or opts.label_smoothing:
+        if opts.zeta or opts.smoothing:
             rows = tf.range(tf.shape(labels)[0], dtype=labels.dtype)
             grad = tf.tensor_scatter_nd_add(
                 grad,
                 tf.stack([rows, labels], axis=1),
                 tf.cast(softmax_scale - label_scale, grad.dtype),
             )
-    if opts.label_smoothing:
+    if opts.smoothing:
         vocab = tf.cast(tf.shape(x)[1], F32)
         grad = grad - tf.cast(weight * opts.label_smoothing / vocab, grad.dtype)[:, None]
     if opts.soft_cap is not None:

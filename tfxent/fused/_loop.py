@@ -39,7 +39,7 @@ class Result:
     d_bias: tf.Tensor | None = None  # [V] float32
 
 
-def _chunked(t: tf.Tensor, chunks: tf.Tensor, chunk: int, pad: tf.Tensor, fill) -> tf.Tensor:
+def _chunked(t: tf.Tensor, chunks, chunk, pad, fill) -> tf.Tensor:
     """t [N, ...] padded with `fill` to chunks·chunk rows and reshaped to [chunks, chunk, ...]."""
     paddings = [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)
     padded = tf.pad(t, paddings, constant_values=fill)
@@ -85,7 +85,7 @@ def _accumulate_kernel_gradient(
 def run(
     inputs: Inputs,
     opts: _chunk.Options,
-    chunk: int,
+    chunk: int | tf.Tensor,
     weight: tf.Tensor | None = None,
     z_weight: tf.Tensor | None = None,
 ) -> Result:
@@ -94,12 +94,15 @@ def run(
     h, kernel, bias = inputs.hidden, inputs.kernel, inputs.bias
     n = tf.shape(h, out_type=tf.int32)[0]
     static_n = h.shape[0]
-    if static_n is not None:  # a constant trip count and TensorArray size, as XLA needs
+    if isinstance(chunk, int) and static_n is not None:
+        # A constant trip count and TensorArray size, as XLA needs.
         chunks = max(1, -(-static_n // chunk))
         pad = chunks * chunk - static_n
-    else:
+        rows = chunk
+    else:  # shapes and chunk known only at run time (eager calls' relaxed traces)
         chunks = tf.maximum(1, (n + chunk - 1) // chunk)
         pad = chunks * chunk - n
+        rows = None
     h_c = _chunked(h, chunks, chunk, pad, 0)
     labels_c = _chunked(inputs.labels, chunks, chunk, pad, 0)
     grads = weight is not None
@@ -110,9 +113,9 @@ def run(
             _chunked(z_weight, chunks, chunk, pad, 0),
         )
 
-    loss_ta = tf.TensorArray(F32, size=chunks, element_shape=[chunk])
-    z_ta = tf.TensorArray(F32, size=chunks, element_shape=[chunk])
-    dh_ta = tf.TensorArray(h.dtype, size=chunks, element_shape=[chunk, h.shape[1]])
+    loss_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
+    z_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
+    dh_ta = tf.TensorArray(h.dtype, size=chunks, element_shape=[rows, h.shape[1]])
     acc_dtype = F32 if kernel.dtype in (tf.float16, tf.bfloat16) else kernel.dtype
     vocab = tf.shape(kernel)[1]
     d_kernel = tf.zeros(tf.shape(kernel), acc_dtype) if grads else tf.zeros([], acc_dtype)
