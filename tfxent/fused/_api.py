@@ -51,11 +51,12 @@ def linear_sparse_softmax_cross_entropy(
     does) and every reduction and gradient accumulation in float32.
 
     Gradients flow to hidden, kernel and bias, to first order only: differentiating the
-    gradient raises `LookupError`. With `gradient="auto"` a call recorded by a
-    `GradientTape` (or traced under one) computes each chunk's gradients during the forward
-    pass, scaled at the backward pass when the upstream gradient is the same for every
-    counted token (a sum or a mean); otherwise, and with `gradient="recompute"`, the backward
-    pass recomputes the chunks. Extra memory is O(chunk·V + D·V), never O(N·V); `chunk_size`
+    gradient raises `LookupError`. With `gradient="auto"` a float32/float64 call recorded by
+    a `GradientTape` (or traced under one) computes each chunk's gradients during the forward
+    pass (`"forward"`), scaled at the backward pass when the upstream gradient is the same
+    for every counted token (a sum or a mean); otherwise, for half dtypes (whose scaled
+    gradient would be rounded twice) and with `gradient="recompute"`, the backward pass
+    recomputes the chunks. Extra memory is O(chunk·V + D·V), never O(N·V); `chunk_size`
     overrides the planned chunk (`tfxent.fused.plan_chunk`).
 
     Labels outside [0, V) other than `ignore_index` raise `InvalidArgumentError`, as TF's
@@ -70,8 +71,12 @@ def linear_sparse_softmax_cross_entropy(
         _checks.tensors(hidden, kernel, labels, bias)
         opts = _chunk.options(label_smoothing, z_loss, logit_soft_cap, hidden)
         differentiable = [t for t in (hidden, kernel, bias) if t is not None]
+        # Half dtypes recompute: scaling a precomputed half-precision gradient rounds it a
+        # second time, which would make it less accurate than TF's unfused head.
         precompute = gradient == "forward" or (
-            gradient == "auto" and should_record_backprop(differentiable)
+            gradient == "auto"
+            and hidden.dtype not in (tf.float16, tf.bfloat16)
+            and should_record_backprop(differentiable)
         )
         rows = tf.reshape(hidden, [-1, tf.shape(kernel)[0]])
         flat_labels = tf.reshape(labels, [-1])
@@ -92,7 +97,7 @@ def linear_sparse_softmax_cross_entropy(
             static_rows, kernel.shape[1] or 1, hidden.dtype, logit_soft_cap is not None
         )
         inputs = _loop.Inputs(rows, kernel, bias, safe, valid)
-        loss, z_term = _fused(inputs, opts, chunk, precompute, return_z_loss, differentiable)
+        loss, z_term = _fused(inputs, opts, chunk, precompute, return_z_loss)
         if in_range is not None:
             nan = tf.fill(tf.shape(loss), float("nan"))
             loss = tf.where(in_range, loss, nan)
@@ -148,7 +153,7 @@ def _call(inputs: _loop.Inputs, opts, chunk, weight=None, z_weight=None) -> list
     )
 
 
-def _fused(inputs, opts, chunk, precompute, return_z_loss, differentiable):
+def _fused(inputs, opts, chunk, precompute, return_z_loss):
     has_bias = inputs.bias is not None
 
     @tf.custom_gradient
@@ -181,7 +186,7 @@ def _fused(inputs, opts, chunk, precompute, return_z_loss, differentiable):
 
         return (loss, z_term), grad
 
-    return fused(*differentiable)
+    return fused(*[t for t in (inputs.hidden, inputs.kernel, inputs.bias) if t is not None])
 
 
 def _scaled_or_recomputed(saved, weight, z_weight, valid, recompute):

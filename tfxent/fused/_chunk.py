@@ -87,14 +87,17 @@ def logits(h: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None, opts: Option
 
 def statistics(x: tf.Tensor, labels: tf.Tensor, opts: Options) -> Stats:
     """The loss terms of each row of x against labels (every label in range)."""
-    x_label = tf.cast(tf.gather(x, labels, axis=1, batch_dims=1), F32)
     kernel_stats = None
     if opts.composite:
         lse = tf.reduce_logsumexp(tf.cast(x, F32), axis=1)
+        x_label = tf.gather(x, labels, axis=1, batch_dims=1)
     else:
         _, kernel_stats = _ops._library().tfxent_sparse_softmax_xent(x, labels)
         # lse = max + log Σ exp(x − max), from the kernel's float64 statistics.
         lse = tf.cast(kernel_stats[:, 0] + tf.math.log(kernel_stats[:, 1]), F32)
+        with tf.control_dependencies([kernel_stats]):  # the kernel checks the label range
+            x_label = tf.gather(x, labels, axis=1, batch_dims=1)
+    x_label = tf.cast(x_label, F32)
     loss = lse - x_label
     if opts.smoothing:
         eps = opts.label_smoothing
