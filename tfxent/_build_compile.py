@@ -33,7 +33,7 @@ from tfxent import _build_flags as flags
 from tfxent._build_cache import MISSING, BuildError
 
 CC_DIR = Path(__file__).parent / "cc"
-_SOURCES = ("xent_ops.cc", "xent_kernels.cc")
+_SOURCES = ("xent_ops.cc", "xent_kernels.cc", "fused_ops.cc")
 _HEADERS = ("xent_exact.h", "xent_layout.h", "xent_rows.h")
 LIBRARY_NAME = "_tfxent_ops.so"
 _SANITIZE_FLAGS = {"address": ("-fsanitize=address", "-fno-omit-frame-pointer")}

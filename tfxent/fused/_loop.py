@@ -1,0 +1,156 @@
+"""The loop over chunks of tokens (docs/fused.md#memory).
+
+Each iteration holds one chunk's [chunk, V] blocks; what crosses iterations is O(chunk)
+per-row values, the [N, D] hidden gradient and the [D, V] + [V] accumulators. The loop is a
+`tf.while_loop` with one iteration in flight, so that neither eager execution nor TF's
+executor keeps two chunks' blocks alive, and so that XLA can compile it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from tfxent import _ops
+from tfxent.fused import _chunk, _plan
+
+F32 = tf.float32
+
+
+@dataclass
+class Inputs:
+    """A call's tensors, flattened to rows: hidden [N, D], labels [N] (in range wherever
+    valid, 0 elsewhere) and valid [N] (False for ignore_index rows)."""
+
+    hidden: tf.Tensor
+    kernel: tf.Tensor
+    bias: tf.Tensor | None
+    labels: tf.Tensor
+    valid: tf.Tensor
+
+
+@dataclass
+class Result:
+    loss: tf.Tensor  # [N] float32
+    z_term: tf.Tensor  # [N] float32
+    d_hidden: tf.Tensor | None = None  # [N, D] in hidden's dtype
+    d_kernel: tf.Tensor | None = None  # [D, V], float32 for half kernels (accumulated so)
+    d_bias: tf.Tensor | None = None  # [V] float32
+
+
+def _chunked(t: tf.Tensor, chunks, chunk, pad, fill) -> tf.Tensor:
+    """t [N, ...] padded with `fill` to chunks·chunk rows and reshaped to [chunks, chunk, ...]."""
+    paddings = [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)
+    padded = tf.pad(t, paddings, constant_values=fill)
+    return tf.reshape(padded, tf.concat([[chunks, chunk], tf.shape(t)[1:]], axis=0))
+
+
+@tf.RegisterGradient("TfxentFusedAddColumns")
+def _add_columns_grad(op: tf.Operation, grad: tf.Tensor):
+    """sum = acc + block placed at columns [offset, offset + width): the accumulator's
+    gradient passes through, the block's is those columns. (TF differentiates the chunk
+    loop's body when it builds the loop's gradient function, even if unused.)"""
+    width = tf.shape(op.inputs[1], out_type=tf.int64)[1]
+    block = tf.slice(grad, tf.stack([0, op.inputs[2]]), tf.stack([-1, width]))
+    return grad, tf.cast(block, op.inputs[1].dtype), None
+
+
+def _accumulate_kernel_gradient(
+    acc: tf.Tensor, h: tf.Tensor, g: tf.Tensor, opts: _chunk.Options
+) -> tf.Tensor:
+    """acc + hᵀ·g. With the op, one block of vocabulary columns at a time added in place
+    (`TfxentFusedAddColumns`), so no second [D, V] product exists; XLA plans its own
+    buffers, so the composite path adds the whole product."""
+    if opts.composite:
+        return acc + tf.cast(tf.matmul(h, g, transpose_a=True), acc.dtype)
+    library = _ops._library()
+    vocab = tf.shape(g, out_type=tf.int64)[1]
+    width = tf.constant(_plan.column_block(h.shape[1]), tf.int64)
+
+    def add_block(start, acc):
+        block = tf.slice(g, tf.stack([0, start]), tf.stack([-1, tf.minimum(width, vocab - start)]))
+        product = tf.matmul(h, block, transpose_a=True)
+        return start + width, library.tfxent_fused_add_columns(acc, product, start)
+
+    _, acc = tf.while_loop(
+        lambda start, _: start < vocab,
+        add_block,
+        (tf.constant(0, tf.int64), acc),
+        parallel_iterations=1,
+    )
+    return acc
+
+
+def run(
+    inputs: Inputs,
+    opts: _chunk.Options,
+    chunk: int | tf.Tensor,
+    weight: tf.Tensor | None = None,
+    z_weight: tf.Tensor | None = None,
+) -> Result:
+    """Loss and z-term of every row; with `weight` ([N], the upstream gradient, 0 on invalid
+    rows) and `z_weight` also the gradients of Σ weight·loss + z_weight·z_term."""
+    h, kernel, bias = inputs.hidden, inputs.kernel, inputs.bias
+    n = tf.shape(h, out_type=tf.int32)[0]
+    static_n = h.shape[0]
+    if isinstance(chunk, int) and static_n is not None:
+        # A constant trip count and TensorArray size, as XLA needs.
+        chunks = max(1, -(-static_n // chunk))
+        pad = chunks * chunk - static_n
+        rows = chunk
+    else:  # shapes and chunk known only at run time (eager calls' relaxed traces)
+        chunks = tf.maximum(1, (n + chunk - 1) // chunk)
+        pad = chunks * chunk - n
+        rows = None
+    h_c = _chunked(h, chunks, chunk, pad, 0)
+    labels_c = _chunked(inputs.labels, chunks, chunk, pad, 0)
+    grads = weight is not None
+    weights_c = None
+    if grads:
+        weights_c = (
+            _chunked(weight, chunks, chunk, pad, 0),
+            _chunked(z_weight, chunks, chunk, pad, 0),
+        )
+
+    loss_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
+    z_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
+    dh_ta = tf.TensorArray(h.dtype, size=chunks, element_shape=[rows, h.shape[1]])
+    acc_dtype = F32 if kernel.dtype in (tf.float16, tf.bfloat16) else kernel.dtype
+    vocab = tf.shape(kernel)[1]
+    d_kernel = tf.zeros(tf.shape(kernel), acc_dtype) if grads else tf.zeros([], acc_dtype)
+    d_bias = tf.zeros([vocab], F32) if grads and bias is not None else tf.zeros([], F32)
+
+    def body(i, loss_ta, z_ta, dh_ta, d_kernel, d_bias):
+        h_i = h_c[i]
+        labels_i = labels_c[i]
+        stats = _chunk.statistics(_chunk.logits(h_i, kernel, bias, opts), labels_i, opts)
+        loss_ta = loss_ta.write(i, stats.loss)
+        z_ta = z_ta.write(i, stats.z_term)
+        if grads:
+            g = _chunk.logit_gradient(
+                stats, labels_i, weights_c[0][i], weights_c[1][i], opts, kernel.dtype
+            )
+            dh_ta = dh_ta.write(i, tf.matmul(g, kernel, transpose_b=True))
+            d_kernel = _accumulate_kernel_gradient(d_kernel, h_i, g, opts)
+            if bias is not None:
+                d_bias += tf.reduce_sum(tf.cast(g, F32), axis=0)
+        return i + 1, loss_ta, z_ta, dh_ta, d_kernel, d_bias
+
+    _, loss_ta, z_ta, dh_ta, d_kernel, d_bias = tf.while_loop(
+        lambda i, *_: i < chunks,
+        body,
+        (tf.constant(0), loss_ta, z_ta, dh_ta, d_kernel, d_bias),
+        parallel_iterations=1,
+    )
+    valid = inputs.valid
+    zero = tf.zeros_like(valid, F32)
+    loss = tf.where(valid, tf.reshape(loss_ta.stack(), [-1])[:n], zero)
+    z_term = tf.where(valid, tf.reshape(z_ta.stack(), [-1])[:n], zero)
+    result = Result(loss, z_term)
+    if grads:
+        result.d_hidden = tf.reshape(dh_ta.stack(), [-1, tf.shape(h)[1]])[:n]
+        result.d_kernel = d_kernel
+        if bias is not None:
+            result.d_bias = d_bias
+    return result
