@@ -18,6 +18,7 @@ needs before `tf.saved_model.load`.
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 
 from tfxent import _after_import
@@ -75,8 +76,16 @@ def _register_ops(backend: ModuleType) -> None:
 
 
 def _import_backend(_tensorflow: ModuleType) -> None:
-    # When tfxent's own import of TensorFlow got here, tfxent._backend is still being
-    # imported: this returns it unfinished and the hook below registers once it is done.
+    # When one of tfxent's own modules imported TensorFlow (it is still mid-import), that
+    # code path loads the op itself once it is complete: `tfxent._backend` registers through
+    # the hook below when its import finishes, and `python -m tfxent build` builds
+    # explicitly. Importing the backend from here would run it against half-initialized
+    # modules (e.g. `tfxent._build`, which imports TensorFlow before it defines its names).
+    if any(
+        name.startswith(f"{__name__}.") and getattr(module.__spec__, "_initializing", False)
+        for name, module in list(sys.modules.items())
+    ):
+        return
     importlib.import_module(f"{__name__}._backend")
 
 
