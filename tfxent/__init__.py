@@ -63,9 +63,11 @@ def __dir__() -> list[str]:
 
 
 def _register_ops(backend: ModuleType) -> None:
-    # Loads (building if needed) the op library. A build failure warns and calls fall back
-    # to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
+    # Loads (building if needed) the op library, then registers the ops' gradients, which a
+    # SavedModel's functions need too. A build failure warns and calls fall back to the
+    # composite path (or it raises with TFXENT_REQUIRE_OP=1).
     backend.preload()
+    importlib.import_module(f"{__name__}._ops")
 
 
 def _import_backend(_tensorflow: ModuleType) -> None:
