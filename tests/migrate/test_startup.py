@@ -141,3 +141,23 @@ def test_saved_model_loads_after_import_tfxent_then_import_tensorflow(tmp_path):
         np.testing.assert_allclose(
             [float(v) for v in got.split()], want.numpy().ravel(), rtol=1e-5, atol=1e-7
         )
+
+
+def test_after_import_hook_runs_after_the_module_body_and_never_fails_its_import(
+    tmp_path, monkeypatch
+):
+    from tfxent import _after_import
+
+    (tmp_path / "tfxent_hook_probe_a.py").write_text("DONE = True\n")
+    (tmp_path / "tfxent_hook_probe_b.py").write_text("DONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    _after_import.when_imported("tfxent_hook_probe_a", lambda m: seen.append(m.DONE))
+    _after_import.when_imported("tfxent_hook_probe_b", lambda m: 1 / 0)
+    import tfxent_hook_probe_a  # noqa: F401
+
+    assert seen == [True]
+    with pytest.warns(UserWarning, match="tfxent_hook_probe_b imported, but ZeroDivisionError"):
+        import tfxent_hook_probe_b
+    assert tfxent_hook_probe_b.DONE
+    assert tfxent_hook_probe_b.__loader__.__class__.__name__ == "SourceFileLoader"
