@@ -66,9 +66,11 @@ def __dir__() -> list[str]:
 
 
 def _register_ops(backend: ModuleType) -> None:
-    # Loads (building if needed) the op library. A build failure warns and calls fall back
-    # to the composite path (or it raises with TFXENT_REQUIRE_OP=1).
+    # Loads (building if needed) the op library, then registers the ops' gradients, which a
+    # SavedModel's functions need too. A build failure warns and calls fall back to the
+    # composite path (or it raises with TFXENT_REQUIRE_OP=1).
     backend.preload()
+    importlib.import_module(f"{__name__}._ops")
     # pfor (vectorized_map, jacobian) rules for the ops: registered with TF, like their gradients.
     importlib.import_module(f"{__name__}._pfor")
     # TFXENT_AUDIT=1 audits the whole process from here on (README, "Migrating from TF 1.x").

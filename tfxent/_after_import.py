@@ -11,6 +11,7 @@ after the module body has executed. Nothing is imported here, so installing it c
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 
@@ -31,7 +32,10 @@ class _CallbackLoader:
         if module.__spec__ is not None:
             module.__spec__.loader = self._loader
         self._loader.exec_module(module)
-        self._callback(module)
+        try:
+            self._callback(module)
+        except Exception as err:  # the watched import itself succeeded: it must not fail
+            warnings.warn(f"{module.__name__} imported, but {err!r}", stacklevel=2)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._loader, name)
@@ -61,8 +65,9 @@ _finder = _Finder()
 
 
 def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
-    """Call `callback(module)` once `name` is imported: now if it already is, else right
-    after its first import completes (not if that import fails)."""
+    """Call `callback(module)` once `name` is imported: now if it already is (an error
+    propagates), else right after its first import completes (not if that import fails; an
+    error is then a warning, so that the import does not fail for it)."""
     module = sys.modules.get(name)
     if module is not None:
         callback(module)

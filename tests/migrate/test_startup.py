@@ -115,17 +115,50 @@ def test_saved_model_loads_after_import_tfxent_then_import_tensorflow(tmp_path):
         import tfxent
         import tensorflow as tf
         import numpy as np
-        labels, logits = np.load(sys.argv[1] + "/in.npy")
+        labels, logits = (tf.constant(a) for a in np.load(sys.argv[1] + "/in.npy"))
         loaded = tf.saved_model.load(sys.argv[1])
         graph = loaded.__call__.get_concrete_function(labels, logits).graph.as_graph_def()
         ops = {n.op for n in graph.node}
         ops.update(n.op for f in graph.library.function for n in f.node_def)
         print("TfxentSoftmaxXent" in ops)
-        print(" ".join(repr(float(v)) for v in loaded(labels, logits).numpy()))
+        with tf.GradientTape() as tape:  # the ops' gradients are registered too
+            tape.watch([labels, logits])
+            loss = loaded(labels, logits)
+        gradients = tape.gradient(loss, [labels, logits])
+        for value in (loss, *gradients):
+            print(" ".join(repr(float(v)) for v in value.numpy().ravel()))
         """,
         str(tmp_path),
     )
-    used_op, values = out.splitlines()
+    used_op, *values = out.splitlines()
     assert used_op == "True"
-    expected = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits).numpy()
-    np.testing.assert_allclose([float(v) for v in values.split()], expected, rtol=1e-6)
+    labels, logits = tf.constant(labels), tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch([labels, logits])
+        loss = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    expected = [loss, *tape.gradient(loss, [labels, logits])]
+    assert len(values) == 3
+    for got, want in zip(values, expected, strict=True):
+        np.testing.assert_allclose(
+            [float(v) for v in got.split()], want.numpy().ravel(), rtol=1e-5, atol=1e-7
+        )
+
+
+def test_after_import_hook_runs_after_the_module_body_and_never_fails_its_import(
+    tmp_path, monkeypatch
+):
+    from tfxent import _after_import
+
+    (tmp_path / "tfxent_hook_probe_a.py").write_text("DONE = True\n")
+    (tmp_path / "tfxent_hook_probe_b.py").write_text("DONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    _after_import.when_imported("tfxent_hook_probe_a", lambda m: seen.append(m.DONE))
+    _after_import.when_imported("tfxent_hook_probe_b", lambda m: 1 / 0)
+    import tfxent_hook_probe_a  # noqa: F401
+
+    assert seen == [True]
+    with pytest.warns(UserWarning, match="tfxent_hook_probe_b imported, but ZeroDivisionError"):
+        import tfxent_hook_probe_b
+    assert tfxent_hook_probe_b.DONE
+    assert tfxent_hook_probe_b.__loader__.__class__.__name__ == "SourceFileLoader"
