@@ -16,6 +16,7 @@ every test that executed TF's xent op plain executed tfxent's op patched.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -44,7 +45,7 @@ class Suite:
     base: str | None = None
     select: str | None = None
     determinism: bool = False
-    requires: str = ""  # a module the suite needs, e.g. Keras 3's `keras.src`
+    major: int = 0  # the package's lowest major version the file is written for
 
 
 _TF_NN = "tensorflow/python/kernel_tests/nn_ops/xent_op_test_base.py"
@@ -67,25 +68,25 @@ SUITES: tuple[Suite, ...] = (
         base="SparseXentOpTestBase",
         determinism=True,
     ),
-    Suite("keras.losses_test", "keras", "keras/src/losses/losses_test.py", requires="keras.src"),
+    Suite("keras.losses_test", "keras", "keras/src/losses/losses_test.py", major=3),
     Suite(
         "keras.ops.nn_test[crossentropy]",
         "keras",
         "keras/src/ops/nn_test.py",
         select="crossentropy",
-        requires="keras.src",
+        major=3,
     ),
     Suite(
         "keras.probabilistic_metrics_test",
         "keras",
         "keras/src/metrics/probabilistic_metrics_test.py",
-        requires="keras.src",
+        major=3,
     ),
     Suite(
         "keras.distillation_loss_test",
         "keras",
         "keras/src/distillation/distillation_loss_test.py",
-        requires="keras.src",
+        major=3,
     ),
 )
 
@@ -147,11 +148,19 @@ def _package_root(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))).parent
 
 
+def major_version(package: str) -> int:
+    """The installed distribution's major version (Keras 2 and 3 ship different tests)."""
+    try:
+        return int(importlib.metadata.version(package).split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
 def locate(suite: Suite) -> Path | None:
     """The suite's file in the installed package, or None when this version does not ship it
     (or lacks what it needs)."""
     root = _package_root(suite.package)
-    if root is None or (suite.requires and importlib.util.find_spec(suite.requires) is None):
+    if root is None or major_version(suite.package) < suite.major:
         return None
     path = root / suite.path
     return path if path.is_file() else None
@@ -258,7 +267,12 @@ def run_all(suites: tuple[Suite, ...] = SUITES) -> list[SuiteResult]:
                 if suite.determinism != determinism:
                     continue
                 if found is None:
-                    results[suite].skipped = f"not shipped by the installed {suite.package}"
+                    installed = f"the installed {suite.package} {major_version(suite.package)}"
+                    results[suite].skipped = (
+                        f"written for {suite.package} {suite.major}, not {installed}"
+                        if major_version(suite.package) < suite.major
+                        else f"not shipped by {installed}"
+                    )
                     continue
                 targets[_driver(suite, directory) if suite.base else found] = suite
             if not targets:
