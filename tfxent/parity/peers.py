@@ -88,6 +88,22 @@ SUITES: tuple[Suite, ...] = (
         "keras/src/distillation/distillation_loss_test.py",
         major=3,
     ),
+    Suite("keras.distiller_test", "keras", "keras/src/distillation/distiller_test.py", major=3),
+    # Of these files, only the named test reaches the functions; the rest cost minutes.
+    Suite(
+        "keras.model_checkpoint_test[loading]",
+        "keras",
+        "keras/src/callbacks/model_checkpoint_test.py",
+        select="test_model_checkpoint_loading",
+        major=3,
+    ),
+    Suite(
+        "keras.time_distributed_test[mask_zero]",
+        "keras",
+        "keras/src/layers/rnn/time_distributed_test.py",
+        select="test_with_mask_zero",
+        major=3,
+    ),
 )
 
 
