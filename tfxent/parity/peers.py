@@ -36,7 +36,8 @@ class Suite:
 
     `base` names a TestCase base class the file defines (TF ships its kernel tests as bases
     that its unshipped test files subclass): the suite runs a plain subclass of it. `select`
-    is a pytest `-k` expression when only part of a file reaches the functions.
+    keeps only the tests whose name contains it, when only part of a file reaches the
+    functions.
     """
 
     name: str
@@ -210,7 +211,9 @@ def _run(targets: dict[Path, Suite], determinism: bool, patched: bool, directory
     # The file system's root as rootdir: node ids then keep every file's whole path (files
     # outside the rootdir lose it, and test classes of the same name in two files collide).
     command += ["-c", os.devnull, "--rootdir", directory.anchor, *map(str, targets)]
-    done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        command, cwd=directory, env=env, capture_output=True, text=True, timeout=3600
+    )
     if not report.is_file():
         raise RuntimeError(f"peer suites: pytest wrote no report\n{done.stdout[-3000:]}")
     by_file: dict[Path, dict[str, dict]] = {path: {} for path in targets}
