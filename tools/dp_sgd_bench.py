@@ -80,7 +80,8 @@ def per_example_step(fn: Callable, weights: tf.Variable, bias: tf.Variable) -> C
             return [g * tf.minimum(1.0, 1.0 / (norm + 1e-12)) for g in grads]
 
         grads = tf.vectorized_map(one, (features, labels), fallback_to_while_loop=False)
-        for variable, grad in zip((weights, bias), grads, strict=True):
+        # Pairs spelled out: TF 2.12's autograph rejects zip(strict=), which ruff asks for.
+        for variable, grad in ((weights, grads[0]), (bias, grads[1])):
             noise = tf.random.normal(variable.shape, stddev=1.0, seed=4)
             variable.assign_sub(0.01 * (tf.reduce_sum(grad, axis=0) + noise) / BATCH)
         return tf.constant(0.0)
