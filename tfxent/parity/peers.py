@@ -305,12 +305,12 @@ def run_all(suites: tuple[Suite, ...] = SUITES) -> list[SuiteResult]:
 
 
 def _portable(entry: dict | None) -> dict | None:
-    """A test's entry without this machine's paths in its failure message."""
+    """A test's entry as stored: its failure message normalized, without this machine's
+    directories (every absolute path keeps its file name only)."""
     if entry is None or "message" not in entry:
         return entry
-    message = entry["message"].replace(_repository_root(), "<tfxent>")
-    message = re.sub(r"/[^\s\"']*/site-packages/", "<site-packages>/", message)
-    return {**entry, "message": re.sub(r"/[^\s\"']*/tfxent-peers-[^/]+/", "", message)}
+    message = normalized_failure(entry["message"])[:1000]
+    return {**entry, "message": re.sub(r"(?<![\w.])/(?:[\w.+<>-]+/)+", "", message)}
 
 
 def to_json(results: list[SuiteResult]) -> dict:
