@@ -109,9 +109,16 @@ def _assert_close(ours, theirs, dtype: tf.DType) -> None:
         np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=rtol, atol=rtol)
 
 
-@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("rows", [(), (ROWS,)], ids=["one_row", "rows"])
-@pytest.mark.parametrize("surface", sorted(SURFACES))
+CASES = [(s, rows, tf.float32) for s in sorted(SURFACES) for rows in ((), (ROWS,))] + [
+    (s, (ROWS,), tf.float64) for s in ("nn.dense", "nn.sparse")
+]
+
+
+@pytest.mark.parametrize(
+    ("surface", "rows", "dtype"),
+    CASES,
+    ids=[f"{s}-{'rows' if r else 'one_row'}-{d.name}" for s, r, d in CASES],
+)
 def test_vectorized_map_without_fallback_matches_tf(surface, rows, dtype, deterministic):
     # rows=(): each example is one rank-1 [C] row, which the functions reshape to [1, C].
     dense, ours, theirs = SURFACES[surface]
