@@ -121,6 +121,13 @@ def venv(tmp_path_factory, timings) -> Venv:
     return Venv(root, site, failing)
 
 
+def test_the_prebuilt_op_is_the_very_binary_the_build_on_first_use_makes(venv):
+    """One command and one set of flags for both: compiled from the same tree with the same
+    compiler, the wheel's library and the cache's are byte for byte the same file, so they
+    cannot give different bits."""
+    assert (venv.prebuilt / "_tfxent_ops.so").read_bytes() == good_library().read_bytes()
+
+
 def test_doctor_reports_the_prebuilt_op_without_a_compiler(venv):
     info, done = venv.doctor()
     assert done.returncode == 0, done.stderr[-4000:]
