@@ -69,18 +69,16 @@ def _opted_out() -> str | None:
     return None
 
 
-def _mismatch(manifest: dict) -> str | None:
-    """Why a readable manifest does not describe a library for this TF and these sources."""
+def _other_tf(manifest: dict) -> str | None:
+    """Why the library is for another TF (another release, or another build of this one)."""
     built_for = (manifest.get("tensorflow"), manifest.get("tensorflow_git"))
     installed = (tf.__version__, tf.__git_version__)
-    if built_for != installed:
-        return (
-            f"it was built for TF {built_for[0]} ({built_for[1]}), and the installed TF is "
-            f"{installed[0]} ({installed[1]})"
-        )
-    if manifest.get("isa") != _ISA or manifest.get("sources") != compile_.sources_digest():
-        return "it was built from other sources or flags than this package's"
-    return None
+    if built_for == installed:
+        return None
+    return (
+        f"it was built for TF {built_for[0]} ({built_for[1]}), and the installed TF is "
+        f"{installed[0]} ({installed[1]})"
+    )
 
 
 def find() -> Prebuilt:
@@ -107,9 +105,12 @@ def find() -> Prebuilt:
         recorded = manifest["sha256"]
     except (OSError, ValueError, TypeError, KeyError) as err:
         return Prebuilt(None, f"its manifest {manifest_path} is unreadable ({err})", refused=True)
-    mismatch = _mismatch(manifest)
-    if mismatch:
-        return Prebuilt(None, mismatch, refused=manifest.get("tensorflow") == tf.__version__)
+    other_tf = _other_tf(manifest)
+    if other_tf:
+        return Prebuilt(None, other_tf)
+    if manifest.get("isa") != _ISA or manifest.get("sources") != compile_.sources_digest():
+        # The wheel's own files disagree: a modified installation.
+        return Prebuilt(None, "it was built from other sources or flags than this package's", True)
     if cache.sha256(library) != recorded:
         return Prebuilt(
             None,

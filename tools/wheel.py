@@ -99,7 +99,8 @@ def build(prebuilt: Path, dist: Path, repair: bool, sdist: bool) -> Path:
         scratch = Path(scratch_name)
         tree = _tree_with(prebuilt.resolve(), scratch)
         raw = scratch / "raw"
-        _run(sys.executable, "-m", "build", "--wheel", "--outdir", raw, tree, cwd=scratch)
+        # pip (present in every environment, the tests' too) runs the PEP 517 build.
+        _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", raw, tree, cwd=scratch)
         (wheel,) = raw.glob("*.whl")
         if repair:
             # --exclude keeps TF's framework library out; `show` then reads the tag it gave.

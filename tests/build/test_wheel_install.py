@@ -104,19 +104,28 @@ def venv(tmp_path_factory, timings) -> Venv:
     root = work / "venv"
     _step(timings, "venv", [sys.executable, "-m", "venv", "--without-pip", str(root)])
     site = Path(sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)}))
-    tf_site = Path(tf.__file__).resolve().parents[1]
-    (site / "zz_test_environment.pth").write_text(f"{tf_site}\n")
     install = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python")]
-    # Without PYTHONPATH, which would show pip the tfxent of the tests' tree as installed.
+    # Without PYTHONPATH, and before the .pth below: either would show pip the tests' own
+    # tfxent (a source tree, or tox's editable install) as installed, and it would skip the
+    # wheel.
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     install += ["install", "--no-deps", "--no-index", str(wheel)]
     _step(timings, "install", install, env=clean)
     assert (site / "tfxent" / "_prebuilt" / _MINOR / "_tfxent_ops.so").is_file()
+    tf_site = Path(tf.__file__).resolve().parents[1]
+    (site / "zz_test_environment.pth").write_text(f"{tf_site}\n")
 
     failing = work / "no-compiler"
     failing.write_text("#!/bin/sh\necho 'this host has no C++ compiler' >&2\nexit 127\n")
     failing.chmod(0o755)
     return Venv(root, site, failing)
+
+
+def test_the_prebuilt_op_is_the_very_binary_the_build_on_first_use_makes(venv):
+    """One command and one set of flags for both: compiled from the same tree with the same
+    compiler, the wheel's library and the cache's are byte for byte the same file, so they
+    cannot give different bits."""
+    assert (venv.prebuilt / "_tfxent_ops.so").read_bytes() == good_library().read_bytes()
 
 
 def test_doctor_reports_the_prebuilt_op_without_a_compiler(venv):
