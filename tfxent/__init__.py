@@ -22,6 +22,11 @@ import sys
 from types import ModuleType
 
 from tfxent import _after_import
+from tfxent._tf1 import (  # TF-free until called
+    softmax_cross_entropy_with_logits,
+    softmax_cross_entropy_with_logits_v2,
+    sparse_softmax_cross_entropy_with_logits,
+)
 from tfxent.patch import patch, patched, unpatch  # TF-free until called
 
 __version__ = "0.1.0"
@@ -51,8 +56,8 @@ def __getattr__(name: str) -> object:
             # tfxent.audit(), the runtime migration audit (also TFXENT_AUDIT=1): a function.
             return importlib.import_module(f"{__name__}._audit").audit
         return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as err:
-        if err.name != "tensorflow":
+    except ImportError as err:
+        if (err.name or "").partition(".")[0] != "tensorflow" and "tensorflow" not in str(err):
             raise
         raise ImportError(
             f"tfxent.{name} needs TensorFlow 2.12-2.21, which is an optional extra so "
@@ -93,51 +98,3 @@ def _import_backend(_tensorflow: ModuleType) -> None:
 
 _after_import.when_imported(f"{__name__}._backend", _register_ops)
 _after_import.when_imported("tensorflow", _import_backend)
-
-
-def softmax_cross_entropy_with_logits(
-    _sentinel=None, labels=None, logits=None, dim=-1, name=None, axis=None
-):
-    """TF 1.15's `tf.nn.softmax_cross_entropy_with_logits`: labels' gradient stopped.
-
-    Keyword-only by contract: a positional call raises TF 1.x's ValueError ("Only call
-    `softmax_cross_entropy_with_logits` with named arguments ...") instead of silently
-    swapping a TF 0.x `(logits, labels)` call. Otherwise identical to
-    `tfxent.compat.v1.nn.softmax_cross_entropy_with_logits`.
-
-    Differences from TF: the `_sentinel` guard is the intended difference from TF ≥ 2.12
-    (compat_matrix.md).
-    """
-    from tfxent import _args
-    from tfxent.compat.v1 import nn as v1_nn
-
-    dim = _args.lookup_axis("axis", axis, "dim", dim)
-    _args.ensure_named_xent_args("softmax_cross_entropy_with_logits", _sentinel, labels, logits)
-    return v1_nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits, dim=dim, name=name)
-
-
-def softmax_cross_entropy_with_logits_v2(labels, logits, axis=None, name=None, dim=None):
-    """TF 1.15's `tf.nn.softmax_cross_entropy_with_logits_v2`: labels' gradient flows.
-
-    Same as `tfxent.compat.v1.nn.softmax_cross_entropy_with_logits_v2`.
-    """
-    from tfxent.compat.v1 import nn as v1_nn
-
-    return v1_nn.softmax_cross_entropy_with_logits_v2(
-        labels=labels, logits=logits, axis=axis, name=name, dim=dim
-    )
-
-
-def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
-    """TF 1.15's `tf.nn.sparse_softmax_cross_entropy_with_logits`, keyword-only by contract.
-
-    Same as `tfxent.compat.v1.nn.sparse_softmax_cross_entropy_with_logits` after the
-    `_sentinel` guard.
-    """
-    from tfxent import _args
-    from tfxent.compat.v1 import nn as v1_nn
-
-    _args.ensure_named_xent_args(
-        "sparse_softmax_cross_entropy_with_logits", _sentinel, labels, logits
-    )
-    return v1_nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits, name=name)

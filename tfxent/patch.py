@@ -81,15 +81,17 @@ def _twins(strict: bool) -> tuple[dict[int, tuple], dict[int, tuple]]:
     inside `tf.compat.v1.nn` (where `strict` puts the TF 1.15 contract)."""
     from tensorflow.python.ops import nn_ops
 
-    import tfxent
+    from tfxent import _tf1
+    from tfxent import nn as tfxent_nn
+    from tfxent.compat.v1 import nn as tfxent_v1_nn
 
-    surfaces = {"nn": tfxent.nn, "v1": tfxent.compat.v1.nn}
+    surfaces = {"nn": tfxent_nn, "v1": tfxent_v1_nn}
     general, public_v1 = {}, {}
     for tf_name, (surface, name) in _TWINS.items():
         original = getattr(nn_ops, tf_name)
         general[id(original)] = (original, getattr(surfaces[surface], name))
         strict_twin = strict and surface == "v1"
-        twin = getattr(tfxent if strict_twin else surfaces[surface], name)
+        twin = getattr(_tf1 if strict_twin else surfaces[surface], name)
         public_v1[id(original)] = (original, twin)
     return general, public_v1
 

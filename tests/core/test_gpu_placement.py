@@ -140,7 +140,7 @@ def test_eager_calls_on_a_gpu_host_compute_tf_s_values_on_the_composite_path(gpu
 
 
 def test_doctor_lists_each_device_s_implementation(gpu_visible):
-    from tfxent.commands import doctor
+    from tfxent.cli import doctor
 
     table = doctor._devices()
     assert table["(no device scope)"].startswith("composite (no device scope, and TF would")
@@ -159,7 +159,7 @@ def test_logical_cpus_all_get_the_op_and_a_mocked_gpu_only_changes_unscoped_call
         )
         import tfxent
         from tfxent import _backend, _placement
-        from tfxent.commands import doctor
+        from tfxent.cli import doctor
         x = tf.constant([[1.0, 2.0]])
         result = {"visible": _placement.accelerators(), "devices": doctor._devices()}
         _placement.accelerators = lambda: ["/device:GPU:0"]

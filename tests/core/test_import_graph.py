@@ -100,13 +100,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 # Cycles known when this test was written, each to be removed by its module's owner; an
 # entry whose cycle is gone must be deleted (the last test fails until it is).
-KNOWN_CYCLES = [
-    # _engine imports _notebook inside migrate_file, _notebook imports _engine's parser.
-    ["tfxent.migrate._engine", "tfxent.migrate._notebook"],
-    # patch.py imports the package inside patch() for tfxent's functions, and the package
-    # imports patch.py for `tfxent.patch`.
-    ["tfxent", "tfxent.patch"],
-]
+KNOWN_CYCLES: list[list[str]] = []
 
 
 def test_tfxent_has_no_import_cycle_but_the_known_ones():
