@@ -1,7 +1,7 @@
 """Bit-identity of tfxent's custom op with the installed TF's own xent kernels.
 
-For float32 and float64 with determinism off, every loss and every gradient with respect to
-the logits must have exactly TF's bits (docs/exactness.md): over the parity catalogue in
+For float32 and float64, determinism off and on, every loss and every gradient with respect
+to the logits must have exactly TF's bits (docs/exactness.md): over the parity catalogue in
 eager, tf.function and Session modes, and over random shapes (hypothesis), with ragged
 packet tails, long rows that Eigen's reducer splits, and labels that do and do not sum to 1.
 Each test checks that tfxent's op is in the graph it ran. CI runs 30 random examples;
@@ -59,11 +59,12 @@ CASES = [pytest.param(c, id=c.id) for c in catalogue() if _exact_case(c)]
 XENT_OPS = {"TfxentSoftmaxXent", "TfxentSparseSoftmaxXent"}
 
 
+@pytest.mark.parametrize("deterministic", [False, True], ids=["kernel", "determinism"])
 @pytest.mark.parametrize("mode", ["eager", "function", "session"])
 @pytest.mark.parametrize("case", CASES)
-def test_catalogue_bit_identical(case, mode):
+def test_catalogue_bit_identical(case, mode, deterministic):
     ours_fn, tf_fn = runner.surfaces(case.api)
-    with runner.determinism(False):
+    with runner.determinism(deterministic):
         theirs = runner.run(tf_fn, case, mode)
         ours = runner.run(ours_fn, case, mode)
     # Where TF raises, tfxent raises the same class (test_parity_* compares the messages).
@@ -122,18 +123,21 @@ def inputs(draw):
         if draw(st.booleans()):
             labels /= labels.sum(axis=1, keepdims=True)  # probabilities; else they do not sum to 1
     upstream = rng.uniform(0.5, 1.5, rows).astype(dtype)
-    return sparse, labels, logits, upstream
+    return sparse, draw(st.booleans()), labels, logits, upstream
 
 
 @settings(settings.get_profile("tfxent-bits-long" if LONG else "tfxent-bits-fast"))
 @given(data=inputs())
 def test_random_inputs_bit_identical(data):
-    sparse, labels, logits, upstream = data
+    sparse, deterministic, labels, logits, upstream = data
     kind = "sparse" if sparse else "dense"
     args = (tf.constant(labels), tf.constant(logits), tf.constant(upstream))
-    ours = _FUNCTIONS[kind, "ours"](*args)
-    theirs = _FUNCTIONS[kind, "theirs"](*args)
+    with runner.determinism(deterministic):
+        # Eager calls, so that each side reads the determinism switch at every call.
+        ours = _FUNCTIONS[kind, "ours"].python_function(*args)
+        theirs = _FUNCTIONS[kind, "theirs"].python_function(*args)
     graph = _FUNCTIONS[kind, "ours"].get_concrete_function(*args).graph
     assert {op.type for op in graph.get_operations()} & XENT_OPS
     for name, a, b in zip(("loss", "grad_logits"), ours, theirs, strict=True):
-        assert_same_bits(f"{kind} {logits.dtype} {logits.shape} {name}", a.numpy(), b.numpy())
+        what = f"{kind} {logits.dtype} {logits.shape} determinism={deterministic} {name}"
+        assert_same_bits(what, a.numpy(), b.numpy())
