@@ -297,10 +297,6 @@ def _dtype(value: object) -> np.dtype:
     return np.asarray(value).dtype
 
 
-def _is_float_dtype(dtype: np.dtype) -> bool:
-    return dtype == BF16 or np.issubdtype(dtype, np.floating)
-
-
 def _class_dims(case: Case) -> tuple[int | None, int | None]:
     """(logits, labels) sizes along the dense class axis, None where there is no such axis."""
     axis = case.kwargs.get("axis", case.kwargs.get("dim", -1))
@@ -310,19 +306,6 @@ def _class_dims(case: Case) -> tuple[int | None, int | None]:
         shape = np.shape(value)
         sizes.append(shape[axis] if shape and -len(shape) <= axis < len(shape) else None)
     return sizes[0], sizes[1]
-
-
-def _labels_near_overflow(case: Case) -> bool:
-    """Finite labels within a factor 64 of the largest value of the arithmetic's dtype, so
-    that y·(lse − x) can overflow: float64 logits compute in float64, the others in float32."""
-    if case.sparse or not (
-        _is_float_dtype(_dtype(case.labels)) and _is_float_dtype(_dtype(case.logits))
-    ):
-        return False
-    labels = np.asarray(case.labels, np.float64)
-    finite = np.abs(labels[np.isfinite(labels)])
-    compute = np.float64 if _dtype(case.logits) == np.float64 else np.float32
-    return finite.size > 0 and finite.max() >= np.finfo(compute).max / 64
 
 
 def _final_reshape_fails(case: Case) -> bool:
@@ -382,6 +365,17 @@ FIXED_ISSUES = (
         "eager",
         False,
         id="overflowing-label-terms (xent_exact.h: the loss summed term by term, as TF's kernel)",
+    ),
+    pytest.param(
+        Case(
+            "max_labels",
+            "nn.dense",
+            np.array([[1.7e308, -1.7e308, -1e4]]),
+            np.array([[1e-4, -1e-4, 2e-4]]),
+        ),
+        "eager",
+        True,
+        id="overflowing-label-terms-determinism (xent_exact.h: TF's Mul and Sum, term by term)",
     ),
     pytest.param(
         Case("string_labels_int_logits", "nn.dense", np.array([["a", "b"]]), np.array([[1, 2]])),
@@ -548,25 +542,6 @@ KNOWN_ISSUES = (
         ),
         Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
         mode="xla",
-    ),
-    KnownIssue(
-        "overflowing-label-terms",
-        "tfxent/cc/xent_rows.h (the fused row sum of determinism mode)",
-        "Labels near the dtype's largest value, in determinism mode: TF sums "
-        "y·log_softmax(x) term by term, so terms overflow to ±inf and the loss is NaN or inf; "
-        "tfxent's fused Σy·lse − Σy·x keeps a finite sum when the huge labels cancel, and "
-        "falls back to TF's terms only when that sum is not finite. Likewise its gradient, "
-        "where TF scales −y by the upstream gradient before it sums. With determinism off "
-        "tfxent's exact kernel sums term by term as TF does (FIXED_ISSUES).",
-        lambda case, mode, det: det and _labels_near_overflow(case),
-        ("values differ",),
-        Case(
-            "max_labels",
-            "nn.dense",
-            np.array([[1.7e308, -1.7e308, -1e4]]),
-            np.array([[1e-4, -1e-4, 2e-4]]),
-        ),
-        deterministic=True,
     ),
     KnownIssue(
         "session-half-final-reshape",
