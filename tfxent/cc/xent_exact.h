@@ -45,6 +45,10 @@ using Packet = typename ei::packet_traits<T>::type;
 template <typename T>
 constexpr int64_t kWidth = ei::unpacket_traits<Packet<T>>::size;
 
+// Whether Eigen evaluates T with packets in this build (not with EIGEN_DONT_VECTORIZE, say).
+template <typename T>
+constexpr bool kVectorized = ei::packet_traits<T>::Vectorizable;
+
 // Eigen's leaf size of its tree-shaped sums, in packets (TensorReduction.h, LeafSize).
 constexpr int64_t kLeafPackets = 1024;
 
@@ -55,6 +59,12 @@ T ReduceLeaf(const Reducer& reducer, int64_t begin, int64_t n, PacketAt packet_a
              CoeffAt coeff_at) {
   constexpr int64_t W = kWidth<T>;
   using P = Packet<T>;
+  if constexpr (!kVectorized<T>) {
+    // Eigen without packets for T: one scalar accumulator, in order.
+    T acc = reducer.initialize();
+    for (int64_t j = 0; j < n; ++j) reducer.reduce(coeff_at(begin + j), &acc);
+    return reducer.finalize(acc);
+  }
   int64_t start = 0;
   P acc0 = reducer.template initializePacket<P>();
   if (n >= 4 * W) {
@@ -92,7 +102,8 @@ T ReduceTree(const Reducer& reducer, int64_t row_first, int64_t begin, int64_t n
   constexpr int64_t W = kWidth<T>;
   if (n <= W * kLeafPackets) return ReduceLeaf<T>(reducer, begin, n, packet_at, coeff_at);
   const int64_t first = row_first + begin;
-  const int64_t split = W * ((first + (n + 1) / 2 + W - 1) / W);
+  // Without packets Eigen splits at the middle; with them, at a packet boundary above it.
+  const int64_t split = kVectorized<T> ? W * ((first + (n + 1) / 2 + W - 1) / W) : first + n / 2;
   const int64_t left = std::min(split - first, n);
   T acc = reducer.initialize();
   reducer.reduce(ReduceTree<T>(reducer, row_first, begin, left, packet_at, coeff_at), &acc);
@@ -124,11 +135,19 @@ struct RowLabels {
 
 }  // namespace internal
 
+// How many leading elements of an elementwise assignment over `size` elements Eigen evaluates
+// with packets: all but the last size mod W, or none without packets.
+template <typename T>
+int64_t PacketElements(int64_t size) {
+  constexpr int64_t W = internal::kWidth<T>;
+  return internal::kVectorized<T> ? (size / W) * W : 0;
+}
+
 // Whether element `index` of an elementwise assignment over `size` elements runs Eigen's
 // packet function (true) or the scalar one (false): only the last size mod W are scalar.
 template <typename T>
 bool InPacketRange(int64_t index, int64_t size) {
-  return index < (size / internal::kWidth<T>)*internal::kWidth<T>;
+  return index < PacketElements<T>(size);
 }
 
 // max_j x_j of a row, by Eigen's max reducer (TF's logits.maximum(along_class)).
@@ -210,7 +229,8 @@ void RowSparseBackprop(const T* x, int64_t begin, int64_t n, int64_t label, T m,
   const P ps = ei::pset1<P>(sum_exp);
   const P pg = ei::pset1<P>(g);
   const int64_t packet_end = std::max<int64_t>(
-      begin, std::min(begin + n, (size / W) * W - row_first));  // row index where scalars start
+      begin,
+      std::min(begin + n, PacketElements<T>(size) - row_first));  // row index where scalars start
   int64_t j = begin;
   for (; j + W <= packet_end; j += W) {
     const P e = exp_op.packetOp(ei::psub(ei::ploadu<P>(x + j), pm));
@@ -280,7 +300,7 @@ void RowDeterministicBackprop(const T* x, const L* y, int64_t y_stride, int64_t 
   const P pm = ei::pset1<P>(m);
   const P pl = ei::pset1<P>(log_s);
   const P psum = ei::pset1<P>(sum);
-  const int64_t packet_end = std::max<int64_t>(0, std::min(n, (size / W) * W - row_first));
+  const int64_t packet_end = std::max<int64_t>(0, std::min(n, PacketElements<T>(size) - row_first));
   int64_t j = 0;
   for (; j + W <= packet_end; j += W) {
     const P e = exp_op.packetOp(ei::psub(ei::psub(ei::ploadu<P>(x + j), pm), pl));
@@ -309,7 +329,7 @@ void RowSparseDeterministicBackprop(const T* x, int64_t n, int64_t label, T m, T
   const P pl = ei::pset1<P>(log_s);
   const P psum = ei::pset1<P>(sum);
   const P zero = ei::pset1<P>(T(0));
-  const int64_t packet_end = std::max<int64_t>(0, std::min(n, (size / W) * W - row_first));
+  const int64_t packet_end = std::max<int64_t>(0, std::min(n, PacketElements<T>(size) - row_first));
   int64_t j = 0;
   for (; j + W <= packet_end; j += W) {
     const P e = exp_op.packetOp(ei::psub(ei::psub(ei::ploadu<P>(x + j), pm), pl));
