@@ -308,18 +308,6 @@ def _class_dims(case: Case) -> tuple[int | None, int | None]:
     return sizes[0], sizes[1]
 
 
-def _final_reshape_fails(case: Case) -> bool:
-    """Whether TF's reshape of the kernel's [rows] result to the logits' outer shape fails:
-    with zero classes its flattening counts rows differently, and labels that broadcast to
-    more rows than the logits have make more rows than that shape holds."""
-    logits_classes, labels_classes = _class_dims(case)
-    if logits_classes == 0:
-        return True
-    if not labels_classes or not logits_classes:
-        return False
-    return np.size(case.labels) // labels_classes > np.size(case.logits) // logits_classes
-
-
 @dataclass(frozen=True)
 class KnownIssue:
     """A documented difference the fuzzer finds, so that the fuzz keeps exploring past it.
@@ -355,6 +343,13 @@ F32_SMALL_LOGITS = (_RNG.standard_normal(33) * 1e-3).astype(F32)
 # Differences the fuzz found in tfxent and that are fixed, each on its minimal example, with
 # where the fix lives: test_fixed_issue_stays_fixed keeps them at parity.
 FIXED_ISSUES = (
+    pytest.param(
+        Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
+        "session",
+        False,
+        id="session-half-final-reshape (_xent.py: f16/bf16 cast to f32 as TF, so Grappler "
+        "treats both graphs alike)",
+    ),
     pytest.param(
         Case(
             "max_labels",
@@ -542,23 +537,6 @@ KNOWN_ISSUES = (
         ),
         Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
         mode="xla",
-    ),
-    KnownIssue(
-        "session-half-final-reshape",
-        "TF (Grappler removes the final Reshape)",
-        "In a v1 Session, dense f16/bf16 calls whose final Reshape fails (zero classes, or "
-        "labels broadcasting to more rows than the logits have) give TF a loss of the wrong "
-        "shape: its graph optimizer drops the Reshape that fails for float32 and with the "
-        "optimizer off. tfxent raises that Reshape's InvalidArgumentError.",
-        lambda case, mode, det: (
-            mode == "session"
-            and not case.sparse
-            and _dtype(case.logits) in (np.float16, BF16)
-            and _final_reshape_fails(case)
-        ),
-        ("tfxent raised InvalidArgumentError() but TF raised None",),
-        Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
-        mode="session",
     ),
 )
 
