@@ -106,7 +106,7 @@ def _dense_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Te
 def _sparse_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Tensor):
     features, labels = op.inputs
     backprop = _library().tfxent_sparse_softmax_xent_grad(
-        features, labels, op.outputs[1], grad_loss
+        features, labels, op.outputs[1], grad_loss, deterministic=op.get_attr("deterministic")
     )
     return backprop, None
 

@@ -19,10 +19,6 @@ from tensorflow.python.ops import array_ops, check_ops, math_ops
 
 from tfxent import _backend, _composite, _dtypes, _hooks, _ops, _versions
 
-# Label dtypes the dense op reads directly for f32 compute: widening them is exact, so TF's
-# cast to float32 (docs/tf_behaviour.md#dtypes) need not be materialised as an [N, C] copy.
-_EXACTLY_WIDENED_LABELS = (tf.float16, tf.bfloat16, tf.float32)
-
 
 def _flatten_outer_dims(x: tf.Tensor) -> tf.Tensor:
     """nn_ops._flatten_outer_dims: reshape to [-1, last] and keep a static shape in graphs."""
@@ -108,9 +104,9 @@ def _dense(labels: object, logits: object, axis: object, name: str | None) -> tf
         choice = _backend.choose(logits)
         _backend.describe(choice)
         widen = logits.dtype in (tf.float16, tf.bfloat16)
-        # The op widens f16/bf16 in registers; the composite path casts as TF does.
-        read_narrow = widen and choice.backend == _backend.OP
-        precise_logits = math_ops.cast(logits, tf.float32) if widen and not read_narrow else logits
+        # Cast f16/bf16 to f32 as TF does, so the op runs TF's float32 arithmetic bit for bit
+        # (docs/exactness.md).
+        precise_logits = math_ops.cast(logits, tf.float32) if widen else logits
         label_dtype = tf.float32 if widen else precise_logits.dtype
         if not label_dtype.is_floating and labels.dtype != tf.string:
             # Leave numeric labels castable so that the op's dtype check names the logits
@@ -118,8 +114,7 @@ def _dense(labels: object, logits: object, axis: object, name: str | None) -> tf
             # TF's cast to
             # the logits' dtype, whose error names that dtype.
             label_dtype = tf.float32
-        if not (read_narrow and labels.dtype in _EXACTLY_WIDENED_LABELS):
-            labels = math_ops.cast(labels, label_dtype)
+        labels = math_ops.cast(labels, label_dtype)
         if axis == -1 and _both_matrices(precise_logits, labels) and context.executing_eagerly():
             # Eagerly, TF's flattening and final reshape of [N, C] inputs are identities whose
             # ~15 small ops cost more than the kernel below ~10^6 elements (README,
@@ -197,12 +192,10 @@ def sparse(labels: object, logits: object, name: str | None) -> tf.Tensor:
         logits = ops.convert_to_tensor(logits)
         choice = _backend.choose(logits)
         _backend.describe(choice)
-        # TF upcasts only float16 here; bfloat16 stays bfloat16 (docs/tf_behaviour.md#dtypes). The
-        # op reads f16
-        # and widens in registers, which is the same arithmetic without an [N, C] copy.
+        # TF upcasts only float16 here; bfloat16 stays bfloat16 (docs/tf_behaviour.md#dtypes).
+        # The same cast gives the op TF's float32 arithmetic bit for bit (docs/exactness.md).
         is_half = logits.dtype == tf.float16
-        upcast = is_half and choice.backend != _backend.OP
-        precise_logits = math_ops.cast(logits, tf.float32) if upcast else logits
+        precise_logits = math_ops.cast(logits, tf.float32) if is_half else logits
 
         labels_static_shape = labels.get_shape()
         logits_shape = logits.get_shape()

@@ -2,9 +2,10 @@
 
 Compiles tests/build/cc/test_xent_rows.cc with the flags the custom op is built with (TF's
 compile flags, which carry the include directory holding Eigen, plus tfxent's own: -O3
--march=native -DNDEBUG -fPIC, less the CPU features TF's headers reject), runs it, and
-requires exit status 0: a compile error or any failed check fails the test. The extra builds
-cover the other code paths of the header: AVX2 (on an AVX-512 host) and Eigen's scalar
+-DNDEBUG -fPIC and the arithmetic flags of TF's wheel, `_build.arithmetic_flags`), runs it,
+and requires exit status 0: a compile error or any failed check fails the test. It checks
+xent_rows.h and xent_exact.h (the exact rows against Eigen's own tensor expressions). The
+extra builds cover other code paths of the headers: -march=haswell and Eigen's scalar
 fallback, which stands in for CPUs without a packet type.
 
 The same binary times the row functions: `<binary> --bench` (not run here).
@@ -39,7 +40,7 @@ def _cpu_flags() -> set[str]:
 
 
 def _variants():
-    yield pytest.param([], id="native")
+    yield pytest.param([], id="tf-wheel-isa")
     yield pytest.param(["-DEIGEN_DONT_VECTORIZE"], id="scalar", marks=pytest.mark.slow)
     cpu = _cpu_flags()
     if platform.machine() in ("x86_64", "AMD64") and {"avx512f", "avx2", "fma"} <= cpu:
@@ -60,7 +61,7 @@ def compile_command() -> list[str]:
 @pytest.mark.parametrize("extra_flags", list(_variants()))
 def test_cc_row_functions(compile_command, extra_flags, tmp_path):
     binary = tmp_path / "test_xent_rows"
-    # Later flags win, so a variant's -march overrides -march=native.
+    # Later flags win, so a variant's -march overrides the wheel's -mavx.
     build = [*compile_command, *extra_flags, "-o", str(binary), str(SOURCE), *LINK_FLAGS]
     built = subprocess.run(build, capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, f"compilation failed:\n{' '.join(build)}\n{built.stderr[-8000:]}"

@@ -302,6 +302,35 @@ F32_SMALL_LOGITS = (_RNG.standard_normal(33) * 1e-3).astype(F32)
 # where the fix lives: test_fixed_issue_stays_fixed keeps them at parity.
 FIXED_ISSUES = (
     pytest.param(
+        Case("half_0x0", "nn.dense", np.zeros((0, 0), np.float16), np.zeros((0, 0), np.float16)),
+        "session",
+        False,
+        id="session-half-final-reshape (_xent.py: f16/bf16 cast to f32 as TF, so Grappler "
+        "treats both graphs alike)",
+    ),
+    pytest.param(
+        Case(
+            "max_labels",
+            "nn.dense",
+            np.array([[1.7e308, -1.7e308, -1e4]]),
+            np.array([[1e-4, -1e-4, 2e-4]]),
+        ),
+        "eager",
+        False,
+        id="overflowing-label-terms (xent_exact.h: the loss summed term by term, as TF's kernel)",
+    ),
+    pytest.param(
+        Case(
+            "max_labels",
+            "nn.dense",
+            np.array([[1.7e308, -1.7e308, -1e4]]),
+            np.array([[1e-4, -1e-4, 2e-4]]),
+        ),
+        "eager",
+        True,
+        id="overflowing-label-terms-determinism (xent_exact.h: TF's Mul and Sum, term by term)",
+    ),
+    pytest.param(
         Case("string_labels_int_logits", "nn.dense", np.array([["a", "b"]]), np.array([[1, 2]])),
         "eager",
         False,

@@ -45,6 +45,10 @@ using Packet = typename ei::packet_traits<T>::type;
 template <typename T>
 constexpr int64_t kWidth = ei::unpacket_traits<Packet<T>>::size;
 
+// Whether Eigen evaluates T with packets in this build (not with EIGEN_DONT_VECTORIZE, say).
+template <typename T>
+constexpr bool kVectorized = ei::packet_traits<T>::Vectorizable;
+
 // Eigen's leaf size of its tree-shaped sums, in packets (TensorReduction.h, LeafSize).
 constexpr int64_t kLeafPackets = 1024;
 
@@ -55,6 +59,12 @@ T ReduceLeaf(const Reducer& reducer, int64_t begin, int64_t n, PacketAt packet_a
              CoeffAt coeff_at) {
   constexpr int64_t W = kWidth<T>;
   using P = Packet<T>;
+  if constexpr (!kVectorized<T>) {
+    // Eigen without packets for T: one scalar accumulator, in order.
+    T acc = reducer.initialize();
+    for (int64_t j = 0; j < n; ++j) reducer.reduce(coeff_at(begin + j), &acc);
+    return reducer.finalize(acc);
+  }
   int64_t start = 0;
   P acc0 = reducer.template initializePacket<P>();
   if (n >= 4 * W) {
@@ -92,7 +102,8 @@ T ReduceTree(const Reducer& reducer, int64_t row_first, int64_t begin, int64_t n
   constexpr int64_t W = kWidth<T>;
   if (n <= W * kLeafPackets) return ReduceLeaf<T>(reducer, begin, n, packet_at, coeff_at);
   const int64_t first = row_first + begin;
-  const int64_t split = W * ((first + (n + 1) / 2 + W - 1) / W);
+  // Without packets Eigen splits at the middle; with them, at a packet boundary above it.
+  const int64_t split = kVectorized<T> ? W * ((first + (n + 1) / 2 + W - 1) / W) : first + n / 2;
   const int64_t left = std::min(split - first, n);
   T acc = reducer.initialize();
   reducer.reduce(ReduceTree<T>(reducer, row_first, begin, left, packet_at, coeff_at), &acc);
@@ -124,11 +135,19 @@ struct RowLabels {
 
 }  // namespace internal
 
+// How many leading elements of an elementwise assignment over `size` elements Eigen evaluates
+// with packets: all but the last size mod W, or none without packets.
+template <typename T>
+int64_t PacketElements(int64_t size) {
+  constexpr int64_t W = internal::kWidth<T>;
+  return internal::kVectorized<T> ? (size / W) * W : 0;
+}
+
 // Whether element `index` of an elementwise assignment over `size` elements runs Eigen's
 // packet function (true) or the scalar one (false): only the last size mod W are scalar.
 template <typename T>
 bool InPacketRange(int64_t index, int64_t size) {
-  return index < (size / internal::kWidth<T>)*internal::kWidth<T>;
+  return index < PacketElements<T>(size);
 }
 
 // max_j x_j of a row, by Eigen's max reducer (TF's logits.maximum(along_class)).
@@ -210,7 +229,8 @@ void RowSparseBackprop(const T* x, int64_t begin, int64_t n, int64_t label, T m,
   const P ps = ei::pset1<P>(sum_exp);
   const P pg = ei::pset1<P>(g);
   const int64_t packet_end = std::max<int64_t>(
-      begin, std::min(begin + n, (size / W) * W - row_first));  // row index where scalars start
+      begin,
+      std::min(begin + n, PacketElements<T>(size) - row_first));  // row index where scalars start
   int64_t j = begin;
   for (; j + W <= packet_end; j += W) {
     const P e = exp_op.packetOp(ei::psub(ei::ploadu<P>(x + j), pm));
@@ -228,6 +248,102 @@ void RowSparseBackprop(const T* x, int64_t begin, int64_t n, int64_t label, T m,
     const T e = packet ? ei::pfirst(exp_op.packetOp(ei::pset1<P>(z))) : exp_op(z);
     out[label] = g * (e / sum_exp - T(1));
   }
+}
+
+// ---- Determinism mode (docs/tf_behaviour.md#determinism) -----------------------------------
+// TF builds the loss from ops: log_probs = LogSoftmax(x) (TF's softmax functor: z = x − m,
+// then z − log Σ exp(z), the log over the [N] vector as above), then Mul by the labels, a Sum
+// over the classes and a Neg. Its gradient is autodiff through them: G = y · (−g), then
+// LogSoftmax's gradient G − Σ_j G_j · exp(log_probs), the exp over the whole [N, C] tensor.
+
+// The Sum op over one row: Eigen's sum reducer, except that TF's Sum over a single class
+// drops the axis and copies the value (so −0 stays −0).
+template <typename T, typename PacketAt, typename CoeffAt>
+T RowSumOp(int64_t n, int64_t row_first, PacketAt packet_at, CoeffAt coeff_at) {
+  if (n == 1) return coeff_at(0);
+  Eigen::internal::SumReducer<T> reducer;
+  return internal::ReduceTree<T>(reducer, row_first, 0, n, packet_at, coeff_at);
+}
+
+// −Σ_j y_j · ((x_j − m) − log s)
+template <typename T, typename L>
+T RowDeterministicLoss(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T log_s,
+                       int64_t row_first) {
+  namespace ei = Eigen::internal;
+  using P = internal::Packet<T>;
+  const internal::RowLabels<T, L> labels{y, y_stride};
+  const P pm = ei::pset1<P>(m);
+  const P pl = ei::pset1<P>(log_s);
+  return -RowSumOp<T>(
+      n, row_first,
+      [&](int64_t j) {
+        return ei::pmul(labels.packet(j), ei::psub(ei::psub(ei::ploadu<P>(x + j), pm), pl));
+      },
+      [&](int64_t j) { return labels.at(j) * ((x[j] - m) - log_s); });
+}
+
+// G_j − S · exp((x_j − m) − log s),  G_j = y_j · (−g),  S = Σ_j G_j  (by the Sum op);
+// exp is the packet function but for the tensor's last size mod W elements.
+template <typename T, typename L>
+void RowDeterministicBackprop(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T log_s,
+                              T g, int64_t row_first, int64_t size, T* out) {
+  namespace ei = Eigen::internal;
+  using P = internal::Packet<T>;
+  constexpr int64_t W = internal::kWidth<T>;
+  const internal::RowLabels<T, L> labels{y, y_stride};
+  const T neg_g = -g;
+  const P png = ei::pset1<P>(neg_g);
+  const T sum = RowSumOp<T>(
+      n, row_first, [&](int64_t j) { return ei::pmul(labels.packet(j), png); },
+      [&](int64_t j) { return labels.at(j) * neg_g; });
+  const ei::scalar_exp_op<T> exp_op;
+  const P pm = ei::pset1<P>(m);
+  const P pl = ei::pset1<P>(log_s);
+  const P psum = ei::pset1<P>(sum);
+  const int64_t packet_end = std::max<int64_t>(0, std::min(n, PacketElements<T>(size) - row_first));
+  int64_t j = 0;
+  for (; j + W <= packet_end; j += W) {
+    const P e = exp_op.packetOp(ei::psub(ei::psub(ei::ploadu<P>(x + j), pm), pl));
+    ei::pstoreu(out + j, ei::psub(ei::pmul(labels.packet(j), png), ei::pmul(psum, e)));
+  }
+  for (; j < n; ++j) {
+    const T ls = (x[j] - m) - log_s;
+    const T e = j < packet_end ? ei::pfirst(exp_op.packetOp(ei::pset1<P>(ls))) : exp_op(ls);
+    out[j] = labels.at(j) * neg_g - sum * e;
+  }
+}
+
+// Sparse determinism mode: the gradient of −gather(log_probs, label) is G = −g at the label
+// and +0 elsewhere; then LogSoftmax's gradient G_j − S · exp((x_j − m) − log s). S, the Sum
+// op over G, is −g itself (a one-class row is copied; otherwise adding +0s turns −0 into +0).
+template <typename T>
+void RowSparseDeterministicBackprop(const T* x, int64_t n, int64_t label, T m, T log_s, T g,
+                                    int64_t row_first, int64_t size, T* out) {
+  namespace ei = Eigen::internal;
+  using P = internal::Packet<T>;
+  constexpr int64_t W = internal::kWidth<T>;
+  const T neg_g = -g;
+  const T sum = (n == 1 || neg_g != T(0)) ? neg_g : T(0);
+  const ei::scalar_exp_op<T> exp_op;
+  const P pm = ei::pset1<P>(m);
+  const P pl = ei::pset1<P>(log_s);
+  const P psum = ei::pset1<P>(sum);
+  const P zero = ei::pset1<P>(T(0));
+  const int64_t packet_end = std::max<int64_t>(0, std::min(n, PacketElements<T>(size) - row_first));
+  int64_t j = 0;
+  for (; j + W <= packet_end; j += W) {
+    const P e = exp_op.packetOp(ei::psub(ei::psub(ei::ploadu<P>(x + j), pm), pl));
+    ei::pstoreu(out + j, ei::psub(zero, ei::pmul(psum, e)));
+  }
+  for (; j < n; ++j) {
+    const T ls = (x[j] - m) - log_s;
+    const T e = j < packet_end ? ei::pfirst(exp_op.packetOp(ei::pset1<P>(ls))) : exp_op(ls);
+    out[j] = T(0) - sum * e;
+  }
+  if (label < 0 || label >= n) return;  // the forward op has rejected such labels
+  const T ls = (x[label] - m) - log_s;
+  const T e = label < packet_end ? ei::pfirst(exp_op.packetOp(ei::pset1<P>(ls))) : exp_op(ls);
+  out[label] = neg_g - sum * e;
 }
 
 }  // namespace exact

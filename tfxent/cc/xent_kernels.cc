@@ -240,8 +240,8 @@ A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& ac
 }
 
 // Whether a call takes the exact row functions of xent_exact.h, which return TF's kernels'
-// bits (docs/exactness.md): determinism off, float and double. The other calls run the
-// blocked single-pass functions of xent_rows.h.
+// bits (docs/exactness.md): float and double. The other types run the blocked single-pass
+// functions of xent_rows.h.
 template <typename T>
 constexpr bool kHasExactPath = std::is_same<T, float>::value || std::is_same<T, double>::value;
 
@@ -289,20 +289,22 @@ class DenseXentOp : public OpKernel {
       return;
     }
     if constexpr (kHasExactPath<T>) {
-      if (!deterministic_) {
-        // TF's kernel, row by row (xent_exact.h): max, Σ exp, log s, Σ y·(log s − z).
-        ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
-          const T* x = in.x_row(i);
-          const int64_t first = i * in.classes;
-          const T m = exact::RowMax(x, in.classes);
-          const T s = exact::RowSumExp(x, in.classes, m, first);
-          const T log_s = exact::RowLogSum(s, i, in.rows);
-          loss_out[i] =
-              exact::RowDenseLoss(x, in.y_row(i), in.y_col_stride, in.classes, m, log_s, first);
-          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
-        });
-        return;
-      }
+      // TF's kernel, row by row (xent_exact.h): max, Σ exp, log s, then Σ y·(log s − z), or
+      // in determinism mode −Σ y·(z − log s).
+      ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
+        const T* x = in.x_row(i);
+        const int64_t first = i * in.classes;
+        const T m = exact::RowMax(x, in.classes);
+        const T s = exact::RowSumExp(x, in.classes, m, first);
+        const T log_s = exact::RowLogSum(s, i, in.rows);
+        const auto* y = in.y_row(i);
+        loss_out[i] =
+            deterministic_
+                ? exact::RowDeterministicLoss(x, y, in.y_col_stride, in.classes, m, log_s, first)
+                : exact::RowDenseLoss(x, y, in.y_col_stride, in.classes, m, log_s, first);
+        StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+      });
+      return;
     }
     ReduceRows<A>(
         ctx, in.rows, in.classes,
@@ -412,6 +414,15 @@ class DenseXentGradOp : public OpKernel {
             ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride, backprop));
         return;
       }
+      // Determinism mode: autodiff through TF's LogSoftmax, Mul, Sum and Neg, row by row.
+      ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
+        const double* st = row_stats + i * kRowStats;
+        const T log_s = exact::RowLogSum(static_cast<T>(st[1]), i, in.rows);
+        exact::RowDeterministicBackprop(in.x_row(i), in.y_row(i), in.y_col_stride, in.classes,
+                                        static_cast<T>(st[0]), log_s, g[i * g_stride],
+                                        i * in.classes, in.rows * in.classes, out + i * in.classes);
+      });
+      return;
     }
     ForEachUnit<A>(ctx, in.rows, in.classes, [&](const Unit& unit) {
       const int64_t i = unit.row;
@@ -514,17 +525,17 @@ class SparseXentOp : public OpKernel {
     T* loss_out = loss->flat<T>().data();
     double* stats_out = stats->flat<double>().data();
     if constexpr (kHasExactPath<T>) {
-      if (!deterministic_) {
-        // TF's kernel, row by row (xent_exact.h): max, Σ exp, then log s − z_label.
-        ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
-          const T* row = x + i * classes;
-          const T m = exact::RowMax(row, classes);
-          const T s = exact::RowSumExp(row, classes, m, i * classes);
-          loss_out[i] = exact::RowSparseLoss(s, row[label[i]], m);
-          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
-        });
-        return;
-      }
+      // TF's kernel, row by row (xent_exact.h): max, Σ exp, then log s − z_label; in
+      // determinism mode −(z_label − log s), the negated gather of TF's LogSoftmax.
+      ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
+        const T* row = x + i * classes;
+        const T m = exact::RowMax(row, classes);
+        const T s = exact::RowSumExp(row, classes, m, i * classes);
+        loss_out[i] = deterministic_ ? -((row[label[i]] - m) - exact::RowLogSum(s, i, rows))
+                                     : exact::RowSparseLoss(s, row[label[i]], m);
+        StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+      });
+      return;
     }
     ReduceRows<A>(
         ctx, rows, classes,
@@ -550,7 +561,9 @@ class SparseXentOp : public OpKernel {
 template <typename T, typename Index>
 class SparseXentGradOp : public OpKernel {
  public:
-  explicit SparseXentGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit SparseXentGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("deterministic", &deterministic_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     using A = typename Widen<T>::type;
@@ -572,6 +585,17 @@ class SparseXentGradOp : public OpKernel {
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
     if constexpr (kHasExactPath<T>) {
+      if (deterministic_) {
+        // Autodiff through TF's LogSoftmax, gather and Neg, row by row (xent_exact.h).
+        ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
+          const double* s = row_stats + i * kRowStats;
+          const T log_s = exact::RowLogSum(static_cast<T>(s[1]), i, rows);
+          exact::RowSparseDeterministicBackprop(
+              x + i * classes, classes, static_cast<int64_t>(label[i]), static_cast<T>(s[0]), log_s,
+              g[i * g_stride], i * classes, rows * classes, out + i * classes);
+        });
+        return;
+      }
       ForEachUnit<A>(ctx, rows, classes, [&](const Unit& unit) {
         const int64_t i = unit.row;
         const double* s = row_stats + i * kRowStats;
@@ -591,6 +615,9 @@ class SparseXentGradOp : public OpKernel {
                           out + i * classes + unit.begin);
     });
   }
+
+ private:
+  bool deterministic_ = false;
 };
 
 }  // namespace

@@ -140,9 +140,11 @@ REGISTER_OP("TfxentSparseSoftmaxXentGrad")
     .Output("backprop: T")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("Tlabels: {int32, int64} = DT_INT64")
+    .Attr("deterministic: bool = false")
     .SetShapeFn(SparseXentGradShape)
     .Doc(R"doc(
-backprop_ij = g_i·(softmax(x)_ij − [j == label_i]) (docs/tf_behaviour.md#gradients).
+backprop_ij = g_i·(softmax(x)_ij − [j == label_i]) (docs/tf_behaviour.md#gradients);
+deterministic: the gradient of TF's −gather(log_softmax(x)) (docs/tf_behaviour.md#determinism).
 )doc");
 
 // A marker that tfxent.saved_model.save / add_import_hint put first in every function of a
