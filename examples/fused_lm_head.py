@@ -30,7 +30,7 @@ def unfused_model() -> keras.Model:
     logits = keras.layers.Dense(VOCAB)(body(tokens))
     model = keras.Model(tokens, logits)
     model.compile(
-        optimizer=keras.optimizers.SGD(0.5),
+        optimizer=keras.optimizers.SGD(2.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
@@ -41,7 +41,7 @@ def fused_model() -> keras.Model:
     targets = keras.Input((CONTEXT,), dtype="int32")
     loss = LinearCrossEntropyHead(VOCAB)(body(tokens), targets)
     model = keras.Model([tokens, targets], loss)
-    model.compile(optimizer=keras.optimizers.SGD(0.5))  # the head adds its mean loss
+    model.compile(optimizer=keras.optimizers.SGD(2.0))  # the head adds its mean loss
     return model
 
 
@@ -52,7 +52,8 @@ def batches(seed: int = 0):
     return sequence[:, :-1].astype("int32"), sequence[:, 1:].astype("int32")
 
 
-def train() -> tuple[list[float], list[float]]:
+def train() -> tuple[list[float], list[float], keras.Model]:
+    """Per-step losses of the unfused and the fused head, and the fused model."""
     keras.utils.set_random_seed(0)
     reference = unfused_model()
     fused = fused_model()
@@ -70,12 +71,12 @@ def train() -> tuple[list[float], list[float]]:
     unfused_losses, fused_losses = Losses(), Losses()
     reference.fit(inputs, targets, callbacks=[unfused_losses], **kwargs)
     fused.fit([inputs, targets], None, callbacks=[fused_losses], **kwargs)
-    return unfused_losses.seen, fused_losses.seen
+    return unfused_losses.seen, fused_losses.seen, fused
 
 
 if __name__ == "__main__":
-    unfused, fused = train()
+    unfused, fused, _ = train()
     for step, (a, b) in enumerate(zip(unfused, fused, strict=True)):
         print(f"step {step}: Dense + SparseCategoricalCrossentropy {a:.6f}  fused head {b:.6f}")
-    np.testing.assert_allclose(fused, unfused, rtol=1e-4)
-    print("same losses:", tf.reduce_max(tf.abs(np.subtract(fused, unfused))).numpy() < 1e-3)
+    np.testing.assert_allclose(fused, unfused, rtol=1e-5)
+    print("largest difference:", float(tf.reduce_max(tf.abs(np.subtract(fused, unfused)))))
