@@ -19,7 +19,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a TF-free environ
     ) from _err
 
 # audit: tfxent.audit(), the runtime migration audit (also TFXENT_AUDIT=1).
-from tfxent import _args, _backend, audit, compat, fused, nn, saved_model  # noqa: E402
+from tfxent import _args, _backend, audit, compat, fused, nn, saved_model  # noqa: E402, F401
 from tfxent.patch import patch, patched, unpatch  # noqa: E402
 
 __version__ = "0.1.0"
