@@ -193,9 +193,7 @@ def _fused(inputs, opts, chunk, precompute, return_z_loss):
             if saved is not None:
                 skip, start = _scaled(saved, weight, z_weight, ins.valid)
             grads = _call(ins, opts, chunk, weight, z_weight, skip, start)
-            return _first_order_only(
-                *[tf.cast(g, p.dtype) for g, p in zip(grads, params, strict=True)]
-            )
+            return _first_order_only(*[tf.cast(grads[i], p.dtype) for i, p in enumerate(params)])
 
         return (loss, z_term), grad
 
