@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "audit",
     "compat",
+    "fused",
     "nn",
     "patch",
     "patched",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 # Submodules that import TensorFlow, loaded by the first `tfxent.<name>`.
-_LAZY_SUBMODULES = frozenset({"compat", "nn", "saved_model"})
+_LAZY_SUBMODULES = frozenset({"compat", "fused", "nn", "saved_model"})
 
 
 def __getattr__(name: str) -> object:

@@ -11,14 +11,14 @@ Per case (N tokens × D hidden × V vocabulary, one dtype, one mode):
   interleaved (one call of each per round, the order rotating), after one warm-up call
   each; the table shows medians and the same-run ratio to TF's unfused head;
 * extra peak memory: one fresh process per implementation, TF's CPU allocator statistics
-  (peak − bytes in use) over the second full-size call, and the process's RSS high-water
-  mark over the first call as a cross-check.
+  (peak − bytes in use) over the second full-size call (the only one with
+  `--single-call`), and the process's RSS high-water mark over the full-size calls as a
+  cross-check.
 
 `loss` is the mean loss alone; `fwdbwd` also takes its gradients w.r.t. hidden and kernel.
 `--impls` picks implementations (tf, tfxent, xla, tfxent-xla: the fused head's composite
 path under XLA); `--skip-memory-impls tf,xla` skips those implementations (time and memory)
-for a shape
-whose unfused head exceeds the machine's memory).
+for a shape whose unfused head exceeds the machine's memory.
 """
 
 from __future__ import annotations
@@ -110,16 +110,23 @@ def _worker_memory(spec: dict) -> dict:
     rss_before = _rss("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM to the current RSS
         fh.write("5")
-    out = step(h, w, y)
-    del out
-    rss_extra = _rss("VmHWM") - rss_before
-    gc.collect()
+    if not spec.get("single_call"):
+        out = step(h, w, y)
+        del out
+        gc.collect()
     tf.config.experimental.reset_memory_stats("CPU:0")
     before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    start = time.perf_counter()
     out = step(h, w, y)
+    seconds = time.perf_counter() - start
     del out
     extra = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
-    return {"extra_bytes": extra, "first_call_rss_extra_bytes": rss_extra}
+    return {
+        "extra_bytes": extra,
+        "first_call_rss_extra_bytes": _rss("VmHWM") - rss_before,
+        "inputs_bytes": sum(t.shape.num_elements() * t.dtype.size for t in (h, w, y)),
+        "call_seconds": seconds,
+    }
 
 
 def _spawn(spec: dict) -> dict:
@@ -152,7 +159,13 @@ def run(args: argparse.Namespace) -> list[dict]:
         shape = [int(x) for x in case.split("x")]
         for dtype in args.dtypes.split(","):
             for mode in args.modes.split(","):
-                spec = {"shape": shape, "dtype": dtype, "mode": mode, "repeats": args.repeats}
+                spec = {
+                    "shape": shape,
+                    "dtype": dtype,
+                    "mode": mode,
+                    "repeats": args.repeats,
+                    "single_call": args.single_call,
+                }
                 print(f"{case} {dtype} {mode}", file=sys.stderr, flush=True)
                 timed = [i for i in impls if i not in skip] if args.repeats else []
                 row = {**spec, "time": {}, "memory": {}}
@@ -199,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-memory-impls", default="")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument(
+        "--single-call",
+        action="store_true",
+        help="memory from the first full-size call (for shapes too slow to call twice; "
+        "no XLA compilation then, as XLA would compile inside the measured call)",
+    )
     p.add_argument("--json")
     args = p.parse_args(argv)
     results = run(args)

@@ -71,7 +71,7 @@ def eager_runner_op_types() -> dict[bool, set[str]]:
     """Op types of the chunk loops eager calls ran since `_api._RUNNERS` was cleared, keyed by
     whether the loop computed gradients; asserts every one ran on the op backend."""
     found: dict[bool, set[str]] = {}
-    for ((*_terms, composite), grads, _bias), fn in _api._RUNNERS.items():
+    for ((*_terms, composite), grads, *_), fn in _api._RUNNERS.items():
         assert not composite, "an eager call ran the composite path"
         for concrete in fn._list_all_concrete_functions():
             found.setdefault(grads, set()).update(graph_op_types(concrete.graph.as_graph_def()))

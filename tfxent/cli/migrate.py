@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tfxent.migrate._report import MigrationResult
 
 DESCRIPTION = (
+    "Rewrite v1 cross-entropy calls to v2 with identical semantics\n\n"
     "Rewrite TF 1.x softmax cross-entropy calls to the TF 2 API with identical semantics "
     "(labels wrapped in tf.stop_gradient as v1 did, dim -> axis, _sentinel removed, the _v2 "
     "name renamed), and report with file:line and a risk level the sites it will not rewrite."

@@ -108,35 +108,50 @@ def linear_sparse_softmax_cross_entropy(
         return loss
 
 
-def _runner(opts: _chunk.Options, grads: bool, has_bias: bool):
+def _runner(opts: _chunk.Options, grads: bool, has_bias: bool, backward: bool, started: bool):
     """The chunk loop for these options. Run eagerly, it is one `tf.function` per options
     (the chunk is an argument, shapes relax after a retrace), so that TF's executor frees
     each chunk's blocks as soon as they are used and calls of new shapes do not retrace."""
 
-    def run(values, chunk, h, w, labels, valid, weight, z_weight, *b):
-        inputs = _loop.Inputs(h, w, b[0] if b else None, labels, valid)
+    def run(values, chunk, h, w, labels, valid, weight, z_weight, skip, *rest):
+        b, start = (rest[0] if has_bias else None), rest[has_bias:]
+        inputs = _loop.Inputs(h, w, b, labels, valid)
         result = _loop.run(
-            inputs, opts.with_values(values), chunk, weight if grads else None, z_weight
+            inputs,
+            opts.with_values(values),
+            chunk,
+            weight if grads else None,
+            z_weight,
+            losses=not backward,
+            skip=skip if backward else None,
+            start=_loop.Result(None, None, *start, *([None] * (3 - len(start)))) if start else None,
         )
-        out = [result.loss, result.z_term]
+        out = [] if backward else [result.loss, result.z_term]
         if grads:
-            out += [result.d_hidden, result.d_kernel] + ([result.d_bias] if b else [])
+            out += [result.d_hidden, result.d_kernel] + ([result.d_bias] if has_bias else [])
         return out
 
     if not tf.executing_eagerly():
         return run
-    key = (opts.key(), grads, has_bias)
+    key = (opts.key(), grads, has_bias, backward, started)
     if key not in _RUNNERS:
         _RUNNERS[key] = tf.function(run, reduce_retracing=True, autograph=False)
     return _RUNNERS[key]
 
 
-def _call(inputs: _loop.Inputs, opts, chunk, weight=None, z_weight=None) -> list[tf.Tensor]:
+def _call(
+    inputs: _loop.Inputs, opts, chunk, weight=None, z_weight=None, skip=None, start=()
+) -> list[tf.Tensor]:
+    """The loop's outputs: [loss, z_term] then the gradients if `weight` is given; only the
+    gradients when `skip` is given (the backward pass, see `_loop.run`)."""
     grads = weight is not None
+    backward = skip is not None
     if not grads:
         weight = z_weight = tf.zeros([0], F32)
+    if skip is None:
+        skip = tf.constant(False)
     bias = [] if inputs.bias is None else [inputs.bias]
-    runner = _runner(opts, grads, inputs.bias is not None)
+    runner = _runner(opts, grads, inputs.bias is not None, backward, bool(start))
     values = opts.values()
     if tf.executing_eagerly():
         chunk, values = tf.constant(chunk, tf.int32), tf.constant(values, F32)
@@ -149,7 +164,9 @@ def _call(inputs: _loop.Inputs, opts, chunk, weight=None, z_weight=None) -> list
         inputs.valid,
         weight,
         z_weight,
+        skip,
         *bias,
+        *start,
     )
 
 
@@ -172,38 +189,29 @@ def _fused(inputs, opts, chunk, precompute, return_z_loss):
             z_weight = weight
             if return_z_loss:
                 z_weight = weight + tf.where(ins.valid, tf.cast(d_z, F32), 0.0)
-
-            def recompute():
-                return _call(ins, opts, chunk, weight, z_weight)[2:]
-
-            if saved is None:
-                grads = recompute()
-            else:
-                grads = _scaled_or_recomputed(saved, weight, z_weight, ins.valid, recompute)
-            return _first_order_only(
-                *[tf.cast(g, p.dtype) for g, p in zip(grads, params, strict=True)]
-            )
+            skip, start = tf.constant(False), ()
+            if saved is not None:
+                skip, start = _scaled(saved, weight, z_weight, ins.valid)
+            grads = _call(ins, opts, chunk, weight, z_weight, skip, start)
+            return _first_order_only(*[tf.cast(grads[i], p.dtype) for i, p in enumerate(params)])
 
         return (loss, z_term), grad
 
     return fused(*[t for t in (inputs.hidden, inputs.kernel, inputs.bias) if t is not None])
 
 
-def _scaled_or_recomputed(saved, weight, z_weight, valid, recompute):
-    """The forward pass's gradients (for upstream gradient 1 on every counted token) times
-    the upstream gradient when it is one value g on every counted token and the z-term has
-    no gradient of its own; otherwise the recomputed ones (docs/fused.md#gradients)."""
+def _scaled(saved, weight, z_weight, valid):
+    """(uniform, start): whether the upstream gradient is one value g on every counted token
+    with no gradient of the z-term's own, and the forward pass's gradients (computed for
+    upstream gradient 1) times g if so, else times 0 for the backward loop to add to
+    (docs/fused.md#gradients)."""
     inf = tf.constant(float("inf"), F32)
     g_max = tf.reduce_max(tf.where(valid, weight, -inf))
     g_min = tf.reduce_min(tf.where(valid, weight, inf))
     uniform = tf.logical_and(tf.equal(g_max, g_min), tf.reduce_all(tf.equal(z_weight, weight)))
     uniform = tf.logical_or(uniform, tf.logical_not(tf.reduce_any(valid)))
-    g = tf.where(tf.reduce_any(valid), g_max, 0.0)
-
-    def scaled():
-        return [s * tf.cast(g, s.dtype) for s in saved]
-
-    return tf.cond(uniform, scaled, recompute)
+    g = tf.where(tf.logical_and(uniform, tf.reduce_any(valid)), g_max, 0.0)
+    return uniform, [s * tf.cast(g, s.dtype) for s in saved]
 
 
 @tf.custom_gradient

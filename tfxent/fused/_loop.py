@@ -32,8 +32,8 @@ class Inputs:
 
 @dataclass
 class Result:
-    loss: tf.Tensor  # [N] float32
-    z_term: tf.Tensor  # [N] float32
+    loss: tf.Tensor | None  # [N] float32
+    z_term: tf.Tensor | None  # [N] float32
     d_hidden: tf.Tensor | None = None  # [N, D] in hidden's dtype
     d_kernel: tf.Tensor | None = None  # [D, V], float32 for half kernels (accumulated so)
     d_bias: tf.Tensor | None = None  # [V] float32
@@ -88,9 +88,16 @@ def run(
     chunk: int | tf.Tensor,
     weight: tf.Tensor | None = None,
     z_weight: tf.Tensor | None = None,
+    losses: bool = True,
+    skip: tf.Tensor | None = None,
+    start: Result | None = None,
 ) -> Result:
-    """Loss and z-term of every row; with `weight` ([N], the upstream gradient, 0 on invalid
-    rows) and `z_weight` also the gradients of Σ weight·loss + z_weight·z_term."""
+    """Loss and z-term of every row (unless `losses` is False); with `weight` ([N], the
+    upstream gradient, 0 on invalid rows) and `z_weight` also the gradients of
+    Σ weight·loss + z_weight·z_term, added to `start`'s. With `skip` true at run time no chunk
+    runs and the gradients are `start`'s: the backward pass's choice between scaling the
+    forward pass's gradients and recomputing is one loop, not a `tf.cond` around loops
+    (which grappler cannot sort, and then leaves the whole step unoptimised)."""
     h, kernel, bias = inputs.hidden, inputs.kernel, inputs.bias
     n = tf.shape(h, out_type=tf.int32)[0]
     static_n = h.shape[0]
@@ -112,44 +119,54 @@ def run(
             _chunked(weight, chunks, chunk, pad, 0),
             _chunked(z_weight, chunks, chunk, pad, 0),
         )
+    iterations = chunks if skip is None else tf.where(skip, 0, chunks)
 
     loss_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
     z_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
-    dh_ta = tf.TensorArray(h.dtype, size=chunks, element_shape=[rows, h.shape[1]])
     acc_dtype = F32 if kernel.dtype in (tf.float16, tf.bfloat16) else kernel.dtype
     vocab = tf.shape(kernel)[1]
-    d_kernel = tf.zeros(tf.shape(kernel), acc_dtype) if grads else tf.zeros([], acc_dtype)
-    d_bias = tf.zeros([vocab], F32) if grads and bias is not None else tf.zeros([], F32)
+    no_grad = tf.zeros([], acc_dtype)
+    d_hidden, d_kernel, d_bias = no_grad, no_grad, tf.zeros([], F32)
+    if grads and start is not None:
+        d_hidden = _chunked(start.d_hidden, chunks, chunk, pad, 0)
+        d_kernel, d_bias = start.d_kernel, start.d_bias if bias is not None else d_bias
+    elif grads:
+        d_hidden = tf.zeros_like(h_c)
+        d_kernel = tf.zeros(tf.shape(kernel), acc_dtype)
+        d_bias = tf.zeros([vocab], F32) if bias is not None else d_bias
 
-    def body(i, loss_ta, z_ta, dh_ta, d_kernel, d_bias):
+    def body(i, loss_ta, z_ta, d_hidden, d_kernel, d_bias):
         h_i = h_c[i]
         labels_i = labels_c[i]
         stats = _chunk.statistics(_chunk.logits(h_i, kernel, bias, opts), labels_i, opts)
-        loss_ta = loss_ta.write(i, stats.loss)
-        z_ta = z_ta.write(i, stats.z_term)
+        if losses:
+            loss_ta = loss_ta.write(i, stats.loss)
+            z_ta = z_ta.write(i, stats.z_term)
         if grads:
             g = _chunk.logit_gradient(
                 stats, labels_i, weights_c[0][i], weights_c[1][i], opts, kernel.dtype
             )
-            dh_ta = dh_ta.write(i, tf.matmul(g, kernel, transpose_b=True))
+            dh = tf.matmul(g, kernel, transpose_b=True)
+            d_hidden = tf.tensor_scatter_nd_update(d_hidden, [[i]], dh[None])
             d_kernel = _accumulate_kernel_gradient(d_kernel, h_i, g, opts)
             if bias is not None:
                 d_bias += tf.reduce_sum(tf.cast(g, F32), axis=0)
-        return i + 1, loss_ta, z_ta, dh_ta, d_kernel, d_bias
+        return i + 1, loss_ta, z_ta, d_hidden, d_kernel, d_bias
 
-    _, loss_ta, z_ta, dh_ta, d_kernel, d_bias = tf.while_loop(
-        lambda i, *_: i < chunks,
+    _, loss_ta, z_ta, d_hidden, d_kernel, d_bias = tf.while_loop(
+        lambda i, *_: i < iterations,
         body,
-        (tf.constant(0), loss_ta, z_ta, dh_ta, d_kernel, d_bias),
+        (tf.constant(0), loss_ta, z_ta, d_hidden, d_kernel, d_bias),
         parallel_iterations=1,
     )
-    valid = inputs.valid
-    zero = tf.zeros_like(valid, F32)
-    loss = tf.where(valid, tf.reshape(loss_ta.stack(), [-1])[:n], zero)
-    z_term = tf.where(valid, tf.reshape(z_ta.stack(), [-1])[:n], zero)
-    result = Result(loss, z_term)
+    result = Result(None, None)
+    if losses:
+        valid = inputs.valid
+        zero = tf.zeros_like(valid, F32)
+        result.loss = tf.where(valid, tf.reshape(loss_ta.stack(), [-1])[:n], zero)
+        result.z_term = tf.where(valid, tf.reshape(z_ta.stack(), [-1])[:n], zero)
     if grads:
-        result.d_hidden = tf.reshape(dh_ta.stack(), [-1, tf.shape(h)[1]])[:n]
+        result.d_hidden = tf.reshape(d_hidden, [-1, tf.shape(h)[1]])[:n]
         result.d_kernel = d_kernel
         if bias is not None:
             result.d_bias = d_bias

@@ -19,7 +19,7 @@ def blocks_per_chunk(dtype: tf.DType, soft_cap: bool) -> int:
     """Live [chunk, V] blocks, in units of 4 bytes per element: the logits and their gradient,
     plus a float32 copy of the logits when a soft cap or a half dtype needs one."""
     half = dtype in (tf.float16, tf.bfloat16)
-    blocks = 1.0 if half else 2.0  # logits and gradient in the input dtype
+    blocks = 2.0 * dtype.size / 4  # logits and gradient in the input dtype
     if soft_cap or half:
         blocks += 2.0  # float32 logits and float32 gradient before the cast back
     return int(blocks + 0.5)
