@@ -68,6 +68,16 @@ SWITCHES = (
 )
 _BY_NAME = {switch.name: switch for switch in SWITCHES}
 
+# Variables tfxent sets for its own child processes: the peer-suite runner tells its pytest
+# plugin what to do (tfxent/parity/peers_plugin.py). Not user switches, so not in the
+# README's table.
+INTERNAL = (
+    "TFXENT_PEERS_PATCH",
+    "TFXENT_PEERS_DETERMINISM",
+    "TFXENT_PEERS_SELECT",
+    "TFXENT_PEERS_REPORT",
+)
+
 
 def value(name: str) -> str | None:
     """The variable's value, or None when unset; `name` must be declared above."""
