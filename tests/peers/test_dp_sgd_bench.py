@@ -1,19 +1,15 @@
-"""The DP-SGD benchmark case (tools/dp_sgd_bench.py) at a tiny size: it runs, both sides
-give the same per-example results, and tfxent's side is one vectorized call of its ops.
-(Speed is the benchmark's to report, not a test's.)"""
+"""The DP-SGD benchmark case (tfxent/bench/dp_sgd.py, `python -m tfxent bench --suite dp-sgd`) at a
+tiny size: it runs, both sides give the same per-example results, and tfxent's side is one
+vectorized call of its ops. (Speed is the benchmark's to report, not a test's.)"""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from peers.test_pfor import op_types
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import dp_sgd_bench  # noqa: E402
-from peers.test_pfor import op_types  # noqa: E402
+from tfxent.bench import dp_sgd as dp_sgd_bench
 
 
 @pytest.fixture

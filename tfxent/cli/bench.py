@@ -81,7 +81,20 @@ tf.nn did not; 2 usage error or interrupted.
 """
 
 
+SUITES = ("xent", "dp-sgd", "fused-head")
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--suite",
+        choices=SUITES,
+        default="xent",
+        help="xent (default): the cross-entropy functions against tf.nn and XLA; dp-sgd: "
+        "per-example losses and gradients through vectorized_map, [256, 10000], and a small "
+        "classifier's whole per-example step; fused-head: the fused linear + cross-entropy "
+        "head against tf.matmul + tf.nn and XLA (time and extra peak memory; --shapes takes "
+        "NxDxV, --dtypes f32,bf16, --modes, --json apply)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -144,6 +157,29 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.suite == "dp-sgd":
+        from tfxent.bench import dp_sgd
+
+        return dp_sgd.main(args.json)
+    if args.suite == "fused-head":
+        from tfxent.bench import fused_head
+
+        argv = [f"--{name}={value}" for name, value in _fused_options(args).items()]
+        return fused_head.main(argv)
     from tfxent.bench import driver
 
     return driver.run(args)
+
+
+def _fused_options(args: argparse.Namespace) -> dict[str, str]:
+    """The fused-head suite's options, from the ones this command shares with it."""
+    options = {}
+    if args.shapes:
+        options["cases"] = args.shapes
+    if args.dtypes:
+        options["dtypes"] = args.dtypes
+    if args.modes != "loss,fwdbwd":
+        options["modes"] = args.modes
+    if args.json:
+        options["json"] = args.json
+    return options

@@ -17,7 +17,9 @@ speed-up tf.nn time / tfxent time. Run as a script for a table.
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -144,9 +146,14 @@ def rows(samples: int = 7, repeat: int = 3) -> list[dict]:
     return out
 
 
-def main() -> None:
+def main(json_path: str | None = None) -> int:
+    """Print the table (and write every row to `json_path` as JSON); exit status 0."""
+    results = rows()
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(results, fh, indent=1)
     print(f"{'case':18} {'kind':6} {'tfxent':>10} {'tf.nn':>10} {'nn/tfx':>7}  xent share")
-    for row in rows():
+    for row in results:
         share = ""
         if "xent_share_tfxent" in row:
             share = f"tfxent {row['xent_share_tfxent']:.0%}, tf.nn {row['xent_share_tf_nn']:.0%}"
@@ -155,6 +162,8 @@ def main() -> None:
             f"{row['tf_nn_s'] * 1e3:8.2f}ms {row['speedup']:6.2f}x  {share}"
         )
 
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

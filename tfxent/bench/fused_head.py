@@ -2,8 +2,8 @@
 TF's unfused head (`tf.matmul` + `tf.nn.sparse_softmax_cross_entropy_with_logits` under a
 `GradientTape`) and the same unfused head under XLA (`jit_compile=True`).
 
-    python tools/fused_bench.py --cases 2048x512x32000,4096x1024x128256 --dtypes f32,bf16 \
-        --modes fwdbwd,loss --json fused.json
+    python -m tfxent bench --suite fused-head --shapes 2048x512x32000,4096x1024x128256 \
+        --dtypes f32,bf16 --modes fwdbwd,loss --json fused.json
 
 Per case (N tokens × D hidden × V vocabulary, one dtype, one mode):
 
@@ -135,7 +135,9 @@ def _spawn(spec: dict) -> dict:
         with open(path, "w") as fh:
             json.dump(spec, fh)
         done = subprocess.run(
-            [sys.executable, __file__, "--worker", path], capture_output=True, text=True
+            [sys.executable, "-m", "tfxent.bench.fused_head", "--worker", path],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             return {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
