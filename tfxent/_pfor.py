@@ -19,7 +19,7 @@ import importlib
 import tensorflow as tf
 from tensorflow.python.ops import array_ops
 
-from tfxent import _ops
+from tfxent import _op_names, _ops
 
 # By module name: through 2.12 `parallel_for/__init__.py` exports a function named `pfor`,
 # which `from tensorflow.python.ops.parallel_for import pfor` would return instead.
@@ -62,7 +62,7 @@ def _wrap_outputs(pfor_input: pfor._PforInput, outputs: list[tf.Tensor]) -> list
     return [pfor.wrap(_split_rows_by_loop(x, loop_len), True) for x in outputs]
 
 
-@pfor.RegisterPFor("TfxentSoftmaxXent")
+@pfor.RegisterPFor(_op_names.DENSE)
 def _dense_forward(pfor_input: pfor._PforInput) -> list:
     features, labels = _broadcast_pair(*_stacked_rows(pfor_input, 2))
     loss, stats = _ops._library().tfxent_softmax_xent(
@@ -73,7 +73,7 @@ def _dense_forward(pfor_input: pfor._PforInput) -> list:
     return _wrap_outputs(pfor_input, [loss, stats])
 
 
-@pfor.RegisterPFor("TfxentSoftmaxXentGrad")
+@pfor.RegisterPFor(_op_names.DENSE_GRAD)
 def _dense_backward(pfor_input: pfor._PforInput) -> list:
     features, labels, stats, grad_loss = _stacked_rows(pfor_input, 4)
     features, labels = _broadcast_pair(features, labels)
@@ -84,7 +84,7 @@ def _dense_backward(pfor_input: pfor._PforInput) -> list:
     return _wrap_outputs(pfor_input, [backprop])
 
 
-@pfor.RegisterPFor("TfxentSparseSoftmaxXent")
+@pfor.RegisterPFor(_op_names.SPARSE)
 def _sparse_forward(pfor_input: pfor._PforInput) -> list:
     features, labels = (_merge_loop_into_rows(x) for x in _stacked_rows(pfor_input, 2))
     loss, stats = _ops._library().tfxent_sparse_softmax_xent(
@@ -93,7 +93,7 @@ def _sparse_forward(pfor_input: pfor._PforInput) -> list:
     return _wrap_outputs(pfor_input, [loss, stats])
 
 
-@pfor.RegisterPFor("TfxentSparseSoftmaxXentGrad")
+@pfor.RegisterPFor(_op_names.SPARSE_GRAD)
 def _sparse_backward(pfor_input: pfor._PforInput) -> list:
     inputs = (_merge_loop_into_rows(x) for x in _stacked_rows(pfor_input, 4))
     backprop = _ops._library().tfxent_sparse_softmax_xent_grad(*inputs)

@@ -19,6 +19,8 @@ import tensorflow as tf
 from tensorflow.python.eager import context
 from tensorflow.python.framework import ops
 
+from tfxent import _op_names
+
 _visible: list[str] = []
 
 
@@ -36,7 +38,7 @@ class _Probe:
     """Stands in for the op about to be created, so the graph's device functions can say
     which device they would give it (what `Graph._apply_device_functions` does to an op)."""
 
-    type = "TfxentSoftmaxXent"
+    type = _op_names.DENSE
     device = ""
     node_def = None
 

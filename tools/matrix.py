@@ -47,6 +47,7 @@ PRIORITY = ("2.21", "2.12", "2.16", "2.13", "2.20", "2.14", "2.19", "2.15", "2.1
 OUTPUT = ROOT / "compat_matrix.md"
 RESULTS = ROOT / "compat" / "results"
 LOGS = ROOT / ".tox" / "matrix-logs"
+PEERS = ROOT / "compat" / "peers"
 
 
 def _log(message: str) -> None:
@@ -236,8 +237,19 @@ def run_version(label: str, args: argparse.Namespace) -> dict:
         check["status"], check["wall_seconds"] = status, seconds
         result["check"] = check
         _log(f"{label}: check exit {status} in {seconds:.0f} s")
+    _run_peers(tox, label, env, args.timeout)
     (results / f"{env}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     return result
+
+
+def _run_peers(tox: list[str], label: str, env: str, timeout: float) -> None:
+    """TF's and Keras's own tests, plain and patched, in the same environment: the matrix's
+    peer column reads compat/peers/<env>.json (tfxent/parity/peers.py)."""
+    command = [*tox, "exec", "-e", env, "--skip-pkg-install", "--", "python", "-m"]
+    command += ["tfxent.parity.peers", "--json", str(PEERS / f"{env}.json")]
+    _log(f"{label}: python -m tfxent.parity.peers...")
+    status, seconds = _run(command, LOGS / f"{env}.peers.log", timeout)
+    _log(f"{label}: peer suites exit {status} in {seconds:.0f} s")
 
 
 def _load(path: Path) -> dict | None:

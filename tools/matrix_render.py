@@ -8,17 +8,21 @@ so re-rendering the same results gives the same bytes.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 from pathlib import Path
 
+from tfxent.parity import peers
 from tfxent.parity.report import COLUMNS, row_headings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Version label -> tox environment, in the matrix's row order.
 VERSIONS = {f"2.{minor}": f"tf2.{minor}" for minor in range(12, 22)}
 VERSIONS["nightly"] = "tf-nightly"
+# TF's and Keras's own tests, run plain and patched per version (tfxent/parity/peers.py).
+PEERS = ROOT / "compat" / "peers"
 
 
 def _clean(text: str, limit: int | None = 220) -> str:
@@ -40,11 +44,20 @@ def _tests_cells(tests: dict | None) -> list[str]:
     return [str(tests["passed"]), str(tests["failed"]), str(tests["skipped"])]
 
 
+def peers_cell(label: str) -> str:
+    """Peer tests passed plain / patched on this version, or "not run"."""
+    path = PEERS / f"{VERSIONS[label]}.json"
+    if not path.is_file():
+        return "not run"
+    return peers.render_figure(json.loads(path.read_text(encoding="utf-8")))
+
+
 def row(label: str, result: dict | None) -> list[str]:
     """One version's cells; results that predate a column show "—" in it."""
     n_columns = len(COLUMNS)
     if result is None:
-        return [label, *["not run"] + ["—"] * (n_columns - 1), "—", "—", "—", "—", "—", "—"]
+        cells = ["not run"] + ["—"] * (n_columns - 1)
+        return [label, *cells, "—", "—", "—", peers_cell(label), "—", "—", "—"]
     check = result.get("check") or {}
     if "row" in check:
         cells = [check["row"].get(key, "—") for key, _ in COLUMNS]
@@ -56,6 +69,7 @@ def row(label: str, result: dict | None) -> list[str]:
         version,
         *cells,
         *_tests_cells(result.get("tests")),
+        peers_cell(label),
         f"{build:.0f} s" if isinstance(build, int | float) else "—",
         check.get("python", "—"),
         check.get("date", "—"),
@@ -144,6 +158,7 @@ def render(results: dict[str, dict | None]) -> str:
         "tests passed",
         "failed",
         "skipped",
+        "peer tests plain / patched",
         "op build",
         "Python",
         "date",
@@ -170,7 +185,10 @@ def render(results: dict[str, dict | None]) -> str:
         "*XLA* is `jit_compile=True`; *v1 graph* a `tf.compat.v1.Session` with dynamic "
         "placeholders. *bit-identical* measures rather than passes or fails: of the "
         "comparisons that returned values, how many are bit-identical to TF's (the others "
-        "agree within the parity tolerance); — where the stored results predate it.",
+        "agree within the parity tolerance); — where the stored results predate it. *peer tests* "
+        "are TF's and Keras's own test files from that version's wheels, run once plain and "
+        "once under `tfxent.patch()` (docs/peers.md): tests passed each way, from "
+        "`compat/peers/`; not run where that version has not been run yet.",
         "",
         *_table(headings, rows),
         "",

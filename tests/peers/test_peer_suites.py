@@ -95,8 +95,8 @@ def test_every_suite_that_ran_reached_tfxent(results):
 @pytest.mark.slow
 def test_expected_differences_still_differ(results):
     # Each listed difference must still be one; once it is fixed, remove the entry.
-    for entry in peers.EXPECTED_DIFFERENCES:
-        suite, fragment = entry.where
+    for entry in peers.expected_differences():
+        suite, fragment = entry.peer
         result = results[suite]
         if result.skipped:
             continue
@@ -105,7 +105,7 @@ def test_expected_differences_still_differ(results):
         assert (before["outcome"], peers.normalized_failure(before.get("message", ""))) != (
             after["outcome"],
             peers.normalized_failure(after.get("message", "")),
-        ), f"{entry.key} no longer differs: remove it from EXPECTED_DIFFERENCES"
+        ), f"{entry.key} no longer differs: remove it from tfxent/parity/differences.py"
 
 
 def test_the_suites_are_found_in_the_installed_wheels():
@@ -117,3 +117,19 @@ def test_the_suites_are_found_in_the_installed_wheels():
     for name in expected:
         path = peers.locate(SUITES[name])
         assert path is not None and path.is_file(), (name, tf.__version__)
+
+
+def test_check_prints_the_peer_figure_and_each_problem():
+    figure = {
+        "tf_version": "2.21.0",
+        "passed_plain": 272,
+        "passed_patched": 271,
+        "suites_run": 11,
+        "suites_skipped": ["keras.sklearn"],
+        "problems": ["keras.losses: test_x passed plain, failed patched"],
+    }
+    assert peers.describe(figure).splitlines() == [
+        "peer tests (TF's and Keras's own, TF 2.21.0): 272 passed plain / 271 patched, "
+        "11 suites (1 skipped)",
+        "  problem: keras.losses: test_x passed plain, failed patched",
+    ]

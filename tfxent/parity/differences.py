@@ -108,7 +108,9 @@ class Difference:
     means the difference stays within the parity tolerance (the results are not bit-identical,
     and the example test checks exactly that). `example` is a comparison, or a Python call
     for differences the runner cannot observe. `instead_of` names the `_versions` behaviour
-    tfxent does not reproduce, where the difference is a TF version's behaviour.
+    tfxent does not reproduce, where the difference is a TF version's behaviour. `peer` is
+    (suite, test-id fragment) where TF's or Keras's own tests show it
+    (tfxent/parity/peers.py), which then accepts that test's patched outcome.
     """
 
     key: str
@@ -119,6 +121,7 @@ class Difference:
     example: Example | str
     pinned_by: str
     instead_of: str | None = None
+    peer: tuple[str, str] | None = None
 
     def explains(self, problems: list[str]) -> bool:
         """Whether every problem is one this difference produces (none: nothing to explain)."""
@@ -270,6 +273,20 @@ DIFFERENCES: tuple[Difference, ...] = (
         "tfxent.nn.softmax_cross_entropy_with_logits(tf.zeros([2, 0]), tf.zeros([2, 0]))",
         "tests/core/test_versions.py::test_zero_class_substitute_matches_tf",
         instead_of="dense_zero_classes_segfault",
+    ),
+    Difference(
+        "determinism-zero-label-row-logits-gradient-sign",
+        "Determinism on, a label row that sums to 0: the logits gradient is +0 where TF's is -0",
+        "With op determinism on TF differentiates -sum(labels * log_softmax(logits)), whose "
+        "gradient for a row of zero labels is -0; tfxent's is +0 (equal as numbers, different "
+        "in the sign bit). TF's own xent_op_test_base testLabelsBroadcast fails both plain and "
+        "patched, and its message shows the sign (docs/tf_behaviour.md#determinism).",
+        Where(),
+        (),
+        "tf.config.experimental.enable_op_determinism(); the logits gradient of "
+        "tfxent.nn.softmax_cross_entropy_with_logits(labels=[[0.0, 0.0]], logits=[[1.0, 2.0]])",
+        "tests/peers/test_peer_suites.py::test_expected_differences_still_differ",
+        peer=("tf.xent_op_test_base[determinism]", "testLabelsBroadcast"),
     ),
 )
 

@@ -8,9 +8,10 @@ test. docs/peers.md lists what was looked at, what is included and what is skipp
 
     python -m tfxent.parity.peers [--json results.json]
 
-A run is good when every test has the same outcome plain and patched (apart from the listed
-`EXPECTED_DIFFERENCES`), the patched run executed tfxent's ops and none of TF's xent ops, and
-every test that executed TF's xent op plain executed tfxent's op patched.
+A run is good when every test has the same outcome plain and patched (apart from the known
+differences with a `peer` field in tfxent/parity/differences.py), the patched run executed
+tfxent's ops and none of TF's xent ops, and every test that executed TF's xent op plain
+executed tfxent's op patched.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from tfxent.parity import differences
 
 PLUGIN = "tfxent.parity.peers_plugin"
 
@@ -108,30 +111,9 @@ SUITES: tuple[Suite, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class ExpectedDifference:
-    """A known difference between a plain and a patched outcome, shaped like an entry of the
-    parity registry of known differences: `where` is (suite name, test id fragment)."""
-
-    key: str
-    reason: str
-    where: tuple[str, str]
-    pinned_by: str
-
-
-# The peer suites' known differences (to move into the parity registry of known differences).
-EXPECTED_DIFFERENCES: tuple[ExpectedDifference, ...] = (
-    ExpectedDifference(
-        key="determinism-zero-label-row-logits-gradient-sign",
-        reason=(
-            "determinism mode, a label row that sums to 0: TF's logits gradient is -0 (autodiff "
-            "of -sum(labels * log_softmax)), tfxent's is +0; TF's base test fails on both, "
-            "its message shows the sign (docs/tf_behaviour.md#determinism)"
-        ),
-        where=("tf.xent_op_test_base[determinism]", "testLabelsBroadcast"),
-        pinned_by="tests/peers/test_peer_suites.py::test_expected_differences_still_differ",
-    ),
-)
+def expected_differences() -> tuple[differences.Difference, ...]:
+    """The registry's known differences that the peer suites show (their `peer` field)."""
+    return tuple(d for d in differences.DIFFERENCES if d.peer)
 
 
 @dataclass
@@ -229,9 +211,9 @@ def _repository_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def _expected(suite: Suite, test: str) -> ExpectedDifference | None:
-    for entry in EXPECTED_DIFFERENCES:
-        name, fragment = entry.where
+def _expected(suite: Suite, test: str) -> differences.Difference | None:
+    for entry in expected_differences():
+        name, fragment = entry.peer
         if name == suite.name and fragment in test:
             return entry
     return None
@@ -353,6 +335,18 @@ def summary(results: dict) -> dict:
     }
 
 
+def describe(figure: dict) -> str:
+    """`summary()` as the lines `tfxent check --peers` prints."""
+    lines = [
+        f"peer tests (TF's and Keras's own, TF {figure['tf_version']}): "
+        f"{figure['passed_plain']} passed plain / {figure['passed_patched']} patched, "
+        f"{figure['suites_run']} suites"
+        + (f" ({len(figure['suites_skipped'])} skipped)" if figure["suites_skipped"] else "")
+    ]
+    lines += [f"  problem: {problem}" for problem in figure["problems"]]
+    return "\n".join(lines)
+
+
 def render_figure(results: dict) -> str:
     """The matrix cell for one TF version: 'passed plain / passed patched', with a mark when
     the comparison found problems."""
@@ -376,18 +370,6 @@ def render_report(results: dict) -> str:
         lines += [f"    PROBLEM {problem}" for problem in s["problems"]]
     lines.append(f"peer tests passed plain / patched: {render_figure(results)}")
     return "\n".join(lines)
-
-
-RESULTS = Path(__file__).resolve().parents[2] / "compat" / "peers"
-
-
-def matrix_cell(label: str, directory: Path = RESULTS) -> str:
-    """The matrix column's cell for one row (`tf2.21`, `tf-nightly`): from its stored results
-    (`python -m tfxent.parity.peers --json compat/peers/<label>.json`), or "not run"."""
-    path = directory / f"{label}.json"
-    if not path.is_file():
-        return "not run"
-    return render_figure(json.loads(path.read_text(encoding="utf-8")))
 
 
 def check_summary() -> dict:

@@ -25,6 +25,8 @@ from collections import Counter
 import pytest
 
 TF_XENT_OPS = frozenset({"SoftmaxCrossEntropyWithLogits", "SparseSoftmaxCrossEntropyWithLogits"})
+# tfxent._op_names.PREFIX, spelled out: importing tfxent would register its ops in the plain
+# runs, which must see TensorFlow alone.
 TFXENT_PREFIX = "Tfxent"
 
 _counts: Counter = Counter()
