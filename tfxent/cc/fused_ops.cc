@@ -54,23 +54,22 @@ class FusedAddColumnsOp : public OpKernel {
     const Tensor& acc = ctx->input(0);
     const Tensor& block = ctx->input(1);
     const Tensor& offset_t = ctx->input(2);
-    OP_REQUIRES(ctx, TensorShapeUtils::IsMatrix(acc.shape()) &&
-                         TensorShapeUtils::IsMatrix(block.shape()) &&
-                         TensorShapeUtils::IsScalar(offset_t.shape()),
-                errors::InvalidArgument("accumulator and block must be matrices, offset a "
-                                        "scalar; got ",
-                                        acc.shape().DebugString(), ", ",
-                                        block.shape().DebugString(), ", ",
-                                        offset_t.shape().DebugString()));
+    OP_REQUIRES(
+        ctx,
+        TensorShapeUtils::IsMatrix(acc.shape()) && TensorShapeUtils::IsMatrix(block.shape()) &&
+            TensorShapeUtils::IsScalar(offset_t.shape()),
+        errors::InvalidArgument("accumulator and block must be matrices, offset a "
+                                "scalar; got ",
+                                acc.shape().DebugString(), ", ", block.shape().DebugString(), ", ",
+                                offset_t.shape().DebugString()));
     const int64_t rows = acc.dim_size(0);
     const int64_t cols = acc.dim_size(1);
     const int64_t width = block.dim_size(1);
     const int64_t offset = offset_t.scalar<int64_t>()();
-    OP_REQUIRES(ctx,
-                block.dim_size(0) == rows && offset >= 0 && width >= 0 && offset + width <= cols,
-                errors::InvalidArgument("block ", block.shape().DebugString(), " at column ",
-                                        offset, " does not fit in accumulator ",
-                                        acc.shape().DebugString()));
+    OP_REQUIRES(
+        ctx, block.dim_size(0) == rows && offset >= 0 && width >= 0 && offset + width <= cols,
+        errors::InvalidArgument("block ", block.shape().DebugString(), " at column ", offset,
+                                " does not fit in accumulator ", acc.shape().DebugString()));
     Tensor* sum = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, acc.shape(), &sum));
     const T* in = acc.flat<T>().data();
@@ -90,12 +89,12 @@ class FusedAddColumnsOp : public OpKernel {
   }
 };
 
-#define TFXENT_REGISTER_ADD_COLUMNS(T, B)                                             \
-  REGISTER_KERNEL_BUILDER(Name("TfxentFusedAddColumns")                               \
-                              .Device(::tensorflow::DEVICE_CPU)                       \
-                              .TypeConstraint<T>("T")                                 \
-                              .TypeConstraint<B>("Tblock")                            \
-                              .HostMemory("offset"),                                  \
+#define TFXENT_REGISTER_ADD_COLUMNS(T, B)                       \
+  REGISTER_KERNEL_BUILDER(Name("TfxentFusedAddColumns")         \
+                              .Device(::tensorflow::DEVICE_CPU) \
+                              .TypeConstraint<T>("T")           \
+                              .TypeConstraint<B>("Tblock")      \
+                              .HostMemory("offset"),            \
                           FusedAddColumnsOp<T, B>);
 
 TFXENT_REGISTER_ADD_COLUMNS(float, Eigen::half)
