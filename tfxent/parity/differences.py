@@ -274,20 +274,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         "tests/core/test_versions.py::test_zero_class_substitute_matches_tf",
         instead_of="dense_zero_classes_segfault",
     ),
-    Difference(
-        "determinism-zero-label-row-logits-gradient-sign",
-        "Determinism on, a label row that sums to 0: the logits gradient is +0 where TF's is -0",
-        "With op determinism on TF differentiates -sum(labels * log_softmax(logits)), whose "
-        "gradient for a row of zero labels is -0; tfxent's is +0 (equal as numbers, different "
-        "in the sign bit). TF's own xent_op_test_base testLabelsBroadcast fails both plain and "
-        "patched, and its message shows the sign (docs/tf_behaviour.md#determinism).",
-        Where(),
-        (),
-        "tf.config.experimental.enable_op_determinism(); the logits gradient of "
-        "tfxent.nn.softmax_cross_entropy_with_logits(labels=[[0.0, 0.0]], logits=[[1.0, 2.0]])",
-        "tests/peers/test_peer_suites.py::test_expected_differences_still_differ",
-        peer=("tf.xent_op_test_base[determinism]", "testLabelsBroadcast"),
-    ),
 )
 
 _BY_KEY = {d.key: d for d in DIFFERENCES}
