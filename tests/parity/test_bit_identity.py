@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfxent
-from tfxent.parity import runner
-from tfxent.parity.cases import catalogue, known_difference
+from tfxent.parity import differences, runner
+from tfxent.parity.cases import catalogue
 
 EXACT_DTYPES = (np.float32, np.float64)
 EXACT_VALUES = ("loss", "grad_logits")
@@ -58,14 +58,14 @@ def _exact_case(case) -> bool:
 
 
 # Every (case, mode, determinism) but the documented differences of compat_matrix.md, which
-# their own tests pin (tfxent.parity.cases.KNOWN_DIFFERENCES).
+# their own tests pin (tfxent/parity/differences.py).
 CASES = [
     pytest.param(c, mode, det, id=f"{c.id}-{mode}-{'determinism' if det else 'kernel'}")
     for c in catalogue()
     if _exact_case(c)
     for mode in ("eager", "function", "session")
     for det in (False, True)
-    if known_difference(c, mode, det) is None
+    if not differences.applicable(c, mode, det)
 ]
 XENT_OPS = {"TfxentSoftmaxXent", "TfxentSparseSoftmaxXent"}
 
