@@ -65,7 +65,7 @@ def test_import_tfxent_exposes_the_surfaces_without_importing_tensorflow():
         print(callable(tfxent.audit), tfxent.audit.__name__, tfxent.saved_model.__name__)
     """)
     lines = out.splitlines()
-    assert lines[0].startswith("False True ['audit', 'compat', 'nn', 'patch', 'patched'")
+    assert lines[0].startswith("False True ['audit', 'compat', 'fused', 'nn', 'patch', 'patched'")
     assert lines[1:] == ["True tfxent.nn tfxent.compat.v1.nn", "True audit tfxent.saved_model"]
 
 
