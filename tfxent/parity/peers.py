@@ -148,11 +148,16 @@ def _package_root(package: str) -> Path | None:
 
 
 def major_version(package: str) -> int:
-    """The installed distribution's major version (Keras 2 and 3 ship different tests)."""
-    try:
-        return int(importlib.metadata.version(package).split(".")[0])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return 0
+    """The installed distribution's major version (Keras 2 and 3 ship different tests); the
+    nightly distribution (`keras-nightly`, which tf-nightly installs) counts too."""
+    for name in (package, f"{package}-nightly"):
+        try:
+            return int(importlib.metadata.version(name).split(".")[0])
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        except ValueError:
+            return 0
+    return 0
 
 
 def locate(suite: Suite) -> Path | None:
