@@ -6,7 +6,7 @@ with many. Each tool runs `--repeat` times on the same tree, alternating which g
 the medians and their ratio are printed as a Markdown table (the README quotes it). Also
 timed: `python -m tfxent migrate --help`, with and without worker processes.
 
-    flock /work/locks/bench.lock python tools/bench_migrate.py --files 600 --repeat 3
+    python tools/bench_migrate.py --files 600 --repeat 3
 """
 
 from __future__ import annotations
