@@ -32,6 +32,13 @@ SWITCHES = (
         "1: compute every call with the composite path of TF primitives",
     ),
     Switch(
+        "TFXENT_FAST_BACKPROP",
+        "unset",
+        "1: the dense float32/float64 gradient in one pass over each row instead of TF's "
+        "three-pass Eigen expression: faster, within a few ulp of TF instead of bit-identical "
+        "(docs/exactness.md); read when the gradient is built",
+    ),
+    Switch(
         "TFXENT_CACHE_DIR",
         "$XDG_CACHE_HOME/tfxent",
         "where compiled ops are cached",

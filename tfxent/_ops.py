@@ -15,7 +15,7 @@ from tensorflow.python.eager import context
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
 
-from tfxent import _backend, _composite, _op_names
+from tfxent import _backend, _composite, _env, _op_names
 
 _WIDENED = (tf.float16, tf.bfloat16)
 
@@ -87,7 +87,13 @@ def _dense_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.Te
     features, labels = op.inputs
     deterministic = op.get_attr("deterministic")
     backprop = _library().tfxent_softmax_xent_grad(
-        features, labels, op.outputs[1], grad_loss, deterministic=deterministic
+        features,
+        labels,
+        op.outputs[1],
+        grad_loss,
+        deterministic=deterministic,
+        # The opt-in one-pass backward: faster, no longer TF's bits (docs/exactness.md).
+        exact=not _env.flag("TFXENT_FAST_BACKPROP"),
     )
     grad_labels = None
     if _wants_gradient(op, 1):

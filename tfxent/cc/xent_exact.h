@@ -265,7 +265,16 @@ T RowSumOp(int64_t n, int64_t row_first, PacketAt packet_at, CoeffAt coeff_at) {
   return internal::ReduceTree<T>(reducer, row_first, 0, n, packet_at, coeff_at);
 }
 
-// −Σ_j y_j · ((x_j − m) − log s)
+// The Mul op's term y_j · log_probs_j, log_probs_j = (x_j − m) − log s. Elementwise
+// multiplies and subtractions round the same in packets and scalars, so one formula serves.
+template <typename T, typename L>
+T DeterministicLossTerm(const T* x, const internal::RowLabels<T, L>& labels, int64_t j, T m,
+                        T log_s) {
+  return labels.at(j) * ((x[j] - m) - log_s);
+}
+
+// −Σ_j y_j · ((x_j − m) − log s), for a row of a tensor of several rows (a single row's Sum
+// is a full reduction on the thread pool, which the kernel evaluates with Eigen itself).
 template <typename T, typename L>
 T RowDeterministicLoss(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T log_s,
                        int64_t row_first) {
@@ -279,23 +288,32 @@ T RowDeterministicLoss(const T* x, const L* y, int64_t y_stride, int64_t n, T m,
       [&](int64_t j) {
         return ei::pmul(labels.packet(j), ei::psub(ei::psub(ei::ploadu<P>(x + j), pm), pl));
       },
-      [&](int64_t j) { return labels.at(j) * ((x[j] - m) - log_s); });
+      [&](int64_t j) { return DeterministicLossTerm(x, labels, j, m, log_s); });
 }
 
-// G_j − S · exp((x_j − m) − log s),  G_j = y_j · (−g),  S = Σ_j G_j  (by the Sum op);
-// exp is the packet function but for the tensor's last size mod W elements.
+// S = Σ_j G_j, G_j = y_j · (−g), by the Sum op, for a row of a tensor of several rows.
+template <typename T, typename L>
+T RowDeterministicGradSum(const L* y, int64_t y_stride, int64_t n, T g, int64_t row_first) {
+  namespace ei = Eigen::internal;
+  const internal::RowLabels<T, L> labels{y, y_stride};
+  const T neg_g = -g;
+  const auto png = ei::pset1<internal::Packet<T>>(neg_g);
+  return RowSumOp<T>(
+      n, row_first, [&](int64_t j) { return ei::pmul(labels.packet(j), png); },
+      [&](int64_t j) { return labels.at(j) * neg_g; });
+}
+
+// G_j − S · exp((x_j − m) − log s),  G_j = y_j · (−g),  S = Σ_j G_j  (the Sum op's result,
+// from the caller); exp is the packet function but for the tensor's last size mod W elements.
 template <typename T, typename L>
 void RowDeterministicBackprop(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T log_s,
-                              T g, int64_t row_first, int64_t size, T* out) {
+                              T g, T sum, int64_t row_first, int64_t size, T* out) {
   namespace ei = Eigen::internal;
   using P = internal::Packet<T>;
   constexpr int64_t W = internal::kWidth<T>;
   const internal::RowLabels<T, L> labels{y, y_stride};
   const T neg_g = -g;
   const P png = ei::pset1<P>(neg_g);
-  const T sum = RowSumOp<T>(
-      n, row_first, [&](int64_t j) { return ei::pmul(labels.packet(j), png); },
-      [&](int64_t j) { return labels.at(j) * neg_g; });
   const ei::scalar_exp_op<T> exp_op;
   const P pm = ei::pset1<P>(m);
   const P pl = ei::pset1<P>(log_s);

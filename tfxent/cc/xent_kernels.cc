@@ -258,6 +258,30 @@ void ForEachRow(OpKernelContext* ctx, int64_t rows, int64_t classes, int passes,
                       });
 }
 
+// TF's Sum op over the classes of a tensor with a single row (determinism mode): TF's
+// reduction helper drops the size-1 axis, so Eigen runs a *full* reduction on the intra-op
+// pool, summing one block per thread its cost model grants and then the blocks' sums
+// (docs/exactness.md). So the terms are materialised, as TF's Mul output is, and summed by the
+// same expression on the same device. One class is a copy, not a sum (−0 stays −0).
+template <typename T, typename Term>
+::tensorflow::Status SingleRowSumOp(OpKernelContext* ctx, int64_t classes, Term term, T* sum) {
+  if (classes == 1) {
+    *sum = term(0);
+    return ::tensorflow::OkStatus();
+  }
+  Tensor terms, result;
+  const ::tensorflow::DataType dtype = ::tensorflow::DataTypeToEnum<T>::value;
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(dtype, TensorShape({classes}), &terms));
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(dtype, TensorShape({}), &result));
+  auto flat = terms.flat<T>();
+  for (int64_t j = 0; j < classes; ++j) flat(j) = term(j);
+  const Eigen::IndexList<Eigen::type2index<0>> only_axis;
+  result.tensor<T, 0>().device(ctx->eigen_device<Eigen::ThreadPoolDevice>()) =
+      terms.tensor<T, 1>().reduce(only_axis, Eigen::internal::SumReducer<T>());
+  *sum = result.tensor<T, 0>()();
+  return ::tensorflow::OkStatus();
+}
+
 // loss_i = Σ_j y_ij·(log s_i − z_ij), z = x − max (docs/tf_behaviour.md#dense-kernel);
 // deterministic: docs/tf_behaviour.md#determinism.
 template <typename T, typename L>
@@ -289,6 +313,23 @@ class DenseXentOp : public OpKernel {
       return;
     }
     if constexpr (kHasExactPath<T>) {
+      if (deterministic_ && in.rows == 1) {
+        const T* x = in.x_row(0);
+        const T m = exact::RowMax(x, in.classes);
+        const T s = exact::RowSumExp(x, in.classes, m, 0);
+        const T log_s = exact::RowLogSum(s, 0, 1);
+        const exact::internal::RowLabels<T, L> labels{in.y_row(0), in.y_col_stride};
+        T sum;
+        OP_REQUIRES_OK(ctx, SingleRowSumOp<T>(
+                                ctx, in.classes,
+                                [&](int64_t j) {
+                                  return exact::DeterministicLossTerm(x, labels, j, m, log_s);
+                                },
+                                &sum));
+        loss_out[0] = -sum;
+        StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out);
+        return;
+      }
       // TF's kernel, row by row (xent_exact.h): max, Σ exp, log s, then Σ y·(log s − z), or
       // in determinism mode −Σ y·(z − log s).
       ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
@@ -392,6 +433,7 @@ class DenseXentGradOp : public OpKernel {
  public:
   explicit DenseXentGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("deterministic", &deterministic_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("exact", &exact_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -409,21 +451,36 @@ class DenseXentGradOp : public OpKernel {
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
     if constexpr (kHasExactPath<T>) {
-      if (!deterministic_) {
+      if (!deterministic_ && exact_) {
         OP_REQUIRES_OK(
             ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride, backprop));
         return;
       }
-      // Determinism mode: autodiff through TF's LogSoftmax, Mul, Sum and Neg, row by row.
-      ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
-        const double* st = row_stats + i * kRowStats;
-        const T log_s = exact::RowLogSum(static_cast<T>(st[1]), i, in.rows);
-        exact::RowDeterministicBackprop(in.x_row(i), in.y_row(i), in.y_col_stride, in.classes,
-                                        static_cast<T>(st[0]), log_s, g[i * g_stride],
-                                        i * in.classes, in.rows * in.classes, out + i * in.classes);
-      });
-      return;
+      if (deterministic_) {
+        // Determinism mode: autodiff through TF's LogSoftmax, Mul, Sum and Neg, row by row.
+        T single_row_sum = T(0);
+        if (in.rows == 1) {
+          const exact::internal::RowLabels<T, L> labels{in.y_row(0), in.y_col_stride};
+          const T neg_g = -g[0];
+          OP_REQUIRES_OK(ctx, SingleRowSumOp<T>(
+                                  ctx, in.classes, [&](int64_t j) { return labels.at(j) * neg_g; },
+                                  &single_row_sum));
+        }
+        ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
+          const double* st = row_stats + i * kRowStats;
+          const T log_s = exact::RowLogSum(static_cast<T>(st[1]), i, in.rows);
+          const T sum = in.rows == 1 ? single_row_sum
+                                     : exact::RowDeterministicGradSum<T>(
+                                           in.y_row(i), in.y_col_stride, in.classes,
+                                           g[i * g_stride], i * in.classes);
+          exact::RowDeterministicBackprop(
+              in.x_row(i), in.y_row(i), in.y_col_stride, in.classes, static_cast<T>(st[0]), log_s,
+              g[i * g_stride], sum, i * in.classes, in.rows * in.classes, out + i * in.classes);
+        });
+        return;
+      }
     }
+    // Half types, and the one-pass backward of the TFXENT_FAST_BACKPROP opt-in (exact = false).
     ForEachUnit<A>(ctx, in.rows, in.classes, [&](const Unit& unit) {
       const int64_t i = unit.row;
       const double* s = row_stats + i * kRowStats;
@@ -436,6 +493,7 @@ class DenseXentGradOp : public OpKernel {
 
  private:
   bool deterministic_ = false;
+  bool exact_ = true;
 };
 
 // TF's sparse kernel checks, in TF's order (docs/tf_behaviour.md#sparse-forward); in determinism

@@ -112,10 +112,13 @@ REGISTER_OP("TfxentSoftmaxXentGrad")
     .Attr("T: {half, bfloat16, float, double}")
     .Attr("Tlabels: {half, bfloat16, float, double}")
     .Attr("deterministic: bool = false")
+    .Attr("exact: bool = true")
     .SetShapeFn(DenseXentGradShape)
     .Doc(R"doc(
 backprop_ij = g_i·(softmax(x)_ij − y_ij), or g_i·(softmax(x)_ij·Σ_k y_ik − y_ij) when
 deterministic (docs/tf_behaviour.md#gradients, docs/tf_behaviour.md#determinism).
+exact = false (TFXENT_FAST_BACKPROP) trades TF's bits for one pass over each row
+(docs/exactness.md#the-fast-backward-opt-in).
 )doc");
 
 REGISTER_OP("TfxentSparseSoftmaxXent")
