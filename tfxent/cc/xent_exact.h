@@ -49,8 +49,12 @@ constexpr int64_t kWidth = ei::unpacket_traits<Packet<T>>::size;
 template <typename T>
 constexpr bool kVectorized = ei::packet_traits<T>::Vectorizable;
 
-// Eigen's leaf size of its tree-shaped sums, in packets (TensorReduction.h, LeafSize).
-constexpr int64_t kLeafPackets = 1024;
+// Eigen's leaf size of its tree-shaped sums, in packets: 1024 for float and double, 128 for
+// bfloat16 (TensorReduction.h's own LeafSize<T>, so a new Eigen brings its own sizes).
+template <typename T>
+int64_t LeafPackets() {
+  return ei::LeafSize<T>();
+}
 
 // One leaf of the inner-most-dimension reducer over elements [begin, begin + n) of a row:
 // packet_at(j) gives the packet of elements j..j+W-1, coeff_at(j) element j.
@@ -94,13 +98,13 @@ T ReduceLeaf(const Reducer& reducer, int64_t begin, int64_t n, PacketAt packet_a
 }
 
 // The reducer's tree over [begin, begin + n) of a row whose first element has flat index
-// row_first in the tensor: halves longer than kLeafPackets packets are split at the packet
+// row_first in the tensor: halves longer than LeafPackets<T>() packets are split at the packet
 // boundary (counted in flat indices) nearest above their middle.
 template <typename T, typename Reducer, typename PacketAt, typename CoeffAt>
 T ReduceTree(const Reducer& reducer, int64_t row_first, int64_t begin, int64_t n,
              PacketAt packet_at, CoeffAt coeff_at) {
   constexpr int64_t W = kWidth<T>;
-  if (n <= W * kLeafPackets) return ReduceLeaf<T>(reducer, begin, n, packet_at, coeff_at);
+  if (n <= W * LeafPackets<T>()) return ReduceLeaf<T>(reducer, begin, n, packet_at, coeff_at);
   const int64_t first = row_first + begin;
   // Without packets Eigen splits at the middle; with them, at a packet boundary above it.
   const int64_t split = kVectorized<T> ? W * ((first + (n + 1) / 2 + W - 1) / W) : first + n / 2;

@@ -244,6 +244,13 @@ A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& ac
 // functions of xent_rows.h.
 template <typename T>
 constexpr bool kHasExactPath = std::is_same<T, float>::value || std::is_same<T, double>::value;
+// The sparse ops also take them for bfloat16: TF's sparse kernel and its determinism path
+// (LogSoftmax) compute in bfloat16, every Eigen operation rounded to it, and the same row
+// functions instantiated for bfloat16 do the same (docs/exactness.md). Dense bfloat16 and all
+// float16 calls never reach these ops in their own type: the core widens them to float32 where
+// TF does.
+template <typename T>
+constexpr bool kHasExactSparsePath = kHasExactPath<T> || std::is_same<T, Eigen::bfloat16>::value;
 
 // Runs fn(row) for every row on TF's intra-op pool, `passes` sweeps of `classes` each. A row
 // is never split: each is reduced whole, as Eigen's reducer does, so results do not depend on
@@ -524,7 +531,7 @@ class SparseXentOp : public OpKernel {
     const Index* label = labels.flat<Index>().data();
     T* loss_out = loss->flat<T>().data();
     double* stats_out = stats->flat<double>().data();
-    if constexpr (kHasExactPath<T>) {
+    if constexpr (kHasExactSparsePath<T>) {
       // TF's kernel, row by row (xent_exact.h): max, Σ exp, then log s − z_label; in
       // determinism mode −(z_label − log s), the negated gather of TF's LogSoftmax.
       ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
@@ -533,7 +540,8 @@ class SparseXentOp : public OpKernel {
         const T s = exact::RowSumExp(row, classes, m, i * classes);
         loss_out[i] = deterministic_ ? -((row[label[i]] - m) - exact::RowLogSum(s, i, rows))
                                      : exact::RowSparseLoss(s, row[label[i]], m);
-        StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        StoreRowStats(RowAccumulator<A>{static_cast<A>(m), static_cast<A>(s), A(0), A(0)},
+                      stats_out + i * kRowStats);
       });
       return;
     }
@@ -584,7 +592,7 @@ class SparseXentGradOp : public OpKernel {
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
-    if constexpr (kHasExactPath<T>) {
+    if constexpr (kHasExactSparsePath<T>) {
       if (deterministic_) {
         // Autodiff through TF's LogSoftmax, gather and Neg, row by row (xent_exact.h).
         ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
