@@ -26,6 +26,7 @@
 #define TFXENT_CC_XENT_EXACT_H_
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -252,6 +253,47 @@ void RowSparseBackprop(const T* x, int64_t begin, int64_t n, int64_t label, T m,
     const T e = packet ? ei::pfirst(exp_op.packetOp(ei::pset1<P>(z))) : exp_op(z);
     out[label] = g * (e / sum_exp - T(1));
   }
+}
+
+// ---- TF 2.16's dense kernel (docs/exactness.md) ---------------------------------------------
+// TF 2.16 computes SoftmaxCrossEntropyWithLogits on the CPU with a plain loop over each row
+// instead of the Eigen expressions above: a running max, then Σ exp(z_j) with z_j = x_j − m
+// added in order, log s, then Σ y_j · (log s − z_j) in order, and the backprop
+// exp(z_j) / s − y_j; exp and log are the C library's for every element. The build selects
+// these functions for that version (TFXENT_DENSE_ROW_LOOP, set by tfxent/_build_flags.py).
+
+// max_j x_j, as std::max(m, x_j) from the first element on (so a NaN is kept only when it
+// comes first, as TF's loop keeps it).
+template <typename T>
+T LoopRowMax(const T* x, int64_t n) {
+  T m = x[0];
+  for (int64_t j = 1; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// Σ_j exp(x_j − m), one element after the other.
+template <typename T>
+T LoopRowSumExp(const T* x, int64_t n, T m) {
+  T sum = T(0);
+  for (int64_t j = 0; j < n; ++j) sum = sum + std::exp(x[j] - m);
+  return sum;
+}
+
+// Σ_j y_j · (log s − (x_j − m)), one term after the other.
+template <typename T, typename L>
+T LoopRowDenseLoss(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T log_s) {
+  const internal::RowLabels<T, L> labels{y, y_stride};
+  T loss = T(0);
+  for (int64_t j = 0; j < n; ++j) loss = loss + labels.at(j) * (log_s - (x[j] - m));
+  return loss;
+}
+
+// g · (exp(x_j − m) / s − y_j): TF's backprop, then its gradient's multiplication by g.
+template <typename T, typename L>
+void LoopRowDenseBackprop(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T sum_exp, T g,
+                          T* out) {
+  const internal::RowLabels<T, L> labels{y, y_stride};
+  for (int64_t j = 0; j < n; ++j) out[j] = g * (std::exp(x[j] - m) / sum_exp - labels.at(j));
 }
 
 // ---- Determinism mode (docs/tf_behaviour.md#determinism) -----------------------------------

@@ -244,6 +244,13 @@ A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& ac
 // functions of xent_rows.h.
 template <typename T>
 constexpr bool kHasExactPath = std::is_same<T, float>::value || std::is_same<T, double>::value;
+// Whether the installed TF's dense kernel is the plain row loop of TF 2.16 rather than Eigen
+// expressions: defined by tfxent/_build_flags.py from tfxent/_versions.py
+// ("dense_kernel_row_loop"), since the op is compiled against one TF version.
+#ifndef TFXENT_DENSE_ROW_LOOP
+#define TFXENT_DENSE_ROW_LOOP 0
+#endif
+constexpr bool kDenseRowLoop = TFXENT_DENSE_ROW_LOOP != 0;
 // The sparse ops also take them for bfloat16: TF's sparse kernel and its determinism path
 // (LogSoftmax) compute in bfloat16, every Eigen operation rounded to it, and the same row
 // functions instantiated for bfloat16 do the same (docs/exactness.md). Dense bfloat16 and all
@@ -296,6 +303,18 @@ class DenseXentOp : public OpKernel {
       return;
     }
     if constexpr (kHasExactPath<T>) {
+      if (kDenseRowLoop && !deterministic_) {
+        // TF 2.16's kernel: a plain loop over each row (xent_exact.h).
+        ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
+          const T* x = in.x_row(i);
+          const T m = exact::LoopRowMax(x, in.classes);
+          const T s = exact::LoopRowSumExp(x, in.classes, m);
+          loss_out[i] =
+              exact::LoopRowDenseLoss(x, in.y_row(i), in.y_col_stride, in.classes, m, std::log(s));
+          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        });
+        return;
+      }
       // TF's kernel, row by row (xent_exact.h): max, Σ exp, log s, then Σ y·(log s − z), or
       // in determinism mode −Σ y·(z − log s).
       ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
@@ -416,6 +435,16 @@ class DenseXentGradOp : public OpKernel {
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
     if constexpr (kHasExactPath<T>) {
+      if (kDenseRowLoop && !deterministic_) {
+        // TF 2.16's kernel: a plain loop over each row (xent_exact.h).
+        ForEachRow<A>(ctx, in.rows, in.classes, 1, [&](int64_t i) {
+          const double* st = row_stats + i * kRowStats;
+          exact::LoopRowDenseBackprop(in.x_row(i), in.y_row(i), in.y_col_stride, in.classes,
+                                      static_cast<T>(st[0]), static_cast<T>(st[1]), g[i * g_stride],
+                                      out + i * in.classes);
+        });
+        return;
+      }
       if (!deterministic_) {
         OP_REQUIRES_OK(
             ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride, backprop));
