@@ -43,8 +43,9 @@ _NATIVE = ("-march=native",)
 _UNUSABLE_FEATURES = ("-mavx512fp16",)
 ISA_CHOICES = ("tf", "native")
 # Which of TF's kernel algorithms the op reproduces, where a TF version has its own: a
-# `tfxent/_versions.py` key, and the macro tfxent/cc/xent_kernels.cc reads.
-_KERNEL_VARIANTS = {"dense_kernel_row_loop": "TFXENT_DENSE_ROW_LOOP"}
+# `tfxent/_versions.py` key, and the macro tfxent/cc/xent_kernels.cc reads (not named TFXENT_*,
+# the prefix of environment switches, tfxent/_env.py).
+_KERNEL_VARIANTS = {"dense_kernel_row_loop": "XENT_DENSE_ROW_LOOP"}
 
 
 def isa() -> str:

@@ -145,7 +145,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "the other versions' by a few ulp (docs/exactness.md; measured by disassembling "
         "2.16.2's kernel).",
         tfxent_does="follows bit for bit: tfxent/_build_flags.py compiles the op for this "
-        "version with TFXENT_DENSE_ROW_LOOP, which selects the same loop (tfxent/cc/xent_exact.h).",
+        "version with XENT_DENSE_ROW_LOOP, which selects the same loop (tfxent/cc/xent_exact.h).",
         pinned_by="tests/build/test_build_cache.py::test_kernel_variants_follow_the_tf_version",
     ),
     Behaviour(

@@ -369,11 +369,11 @@ def test_kernel_variants_follow_the_tf_version(monkeypatch):
     """TF 2.16's dense kernel is a plain loop per row (docs/exactness.md): the op compiled for
     that version, and only for it, selects the same loop; the build passes the installed TF's
     variants to the compiler."""
-    assert _build_flags.kernel_variant_flags("2.16.2") == ("-DTFXENT_DENSE_ROW_LOOP=1",)
+    assert _build_flags.kernel_variant_flags("2.16.2") == ("-DXENT_DENSE_ROW_LOOP=1",)
     for version in ("2.12.1", "2.15.1", "2.17.1", "2.21.0"):
         assert _build_flags.kernel_variant_flags(version) == ()
-    monkeypatch.setattr(_build_flags, "kernel_variant_flags", lambda: ("-DTFXENT_PROBE=1",))
-    assert "-DTFXENT_PROBE=1" in _build.plan().command
+    monkeypatch.setattr(_build_flags, "kernel_variant_flags", lambda: ("-DXENT_PROBE=1",))
+    assert "-DXENT_PROBE=1" in _build.plan().command
 
 
 def test_sanitized_library_is_not_loaded_without_the_runtime(cache, monkeypatch):

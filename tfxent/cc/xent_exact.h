@@ -260,7 +260,7 @@ void RowSparseBackprop(const T* x, int64_t begin, int64_t n, int64_t label, T m,
 // instead of the Eigen expressions above: a running max, then Σ exp(z_j) with z_j = x_j − m
 // added in order, log s, then Σ y_j · (log s − z_j) in order, and the backprop
 // exp(z_j) / s − y_j; exp and log are the C library's for every element. The build selects
-// these functions for that version (TFXENT_DENSE_ROW_LOOP, set by tfxent/_build_flags.py).
+// these functions for that version (XENT_DENSE_ROW_LOOP, set by tfxent/_build_flags.py).
 
 // max_j x_j, as std::max(m, x_j) from the first element on (so a NaN is kept only when it
 // comes first, as TF's loop keeps it).

@@ -247,10 +247,10 @@ constexpr bool kHasExactPath = std::is_same<T, float>::value || std::is_same<T, 
 // Whether the installed TF's dense kernel is the plain row loop of TF 2.16 rather than Eigen
 // expressions: defined by tfxent/_build_flags.py from tfxent/_versions.py
 // ("dense_kernel_row_loop"), since the op is compiled against one TF version.
-#ifndef TFXENT_DENSE_ROW_LOOP
-#define TFXENT_DENSE_ROW_LOOP 0
+#ifndef XENT_DENSE_ROW_LOOP
+#define XENT_DENSE_ROW_LOOP 0
 #endif
-constexpr bool kDenseRowLoop = TFXENT_DENSE_ROW_LOOP != 0;
+constexpr bool kDenseRowLoop = XENT_DENSE_ROW_LOOP != 0;
 // The sparse ops also take them for bfloat16: TF's sparse kernel and its determinism path
 // (LogSoftmax) compute in bfloat16, every Eigen operation rounded to it, and the same row
 // functions instantiated for bfloat16 do the same (docs/exactness.md). Dense bfloat16 and all
