@@ -18,6 +18,7 @@ import platform
 import shlex
 import subprocess
 
+from tfxent import _versions
 from tfxent._build_cache import BuildError
 
 # No -ffast-math: TF's NaN/inf results (docs/tf_behaviour.md#dense-values-and-broadcasting)
@@ -41,6 +42,10 @@ _NATIVE = ("-march=native",)
 # so where -march=native turns it on (Sapphire Rapids and later) the build turns it off.
 _UNUSABLE_FEATURES = ("-mavx512fp16",)
 ISA_CHOICES = ("tf", "native")
+# Which of TF's kernel algorithms the op reproduces, where a TF version has its own: a
+# `tfxent/_versions.py` key, and the macro tfxent/cc/xent_kernels.cc reads (not named TFXENT_*,
+# the prefix of environment switches, tfxent/_env.py).
+_KERNEL_VARIANTS = {"dense_kernel_row_loop": "XENT_DENSE_ROW_LOOP"}
 
 
 def isa() -> str:
@@ -76,9 +81,25 @@ def target_features(compiler: str, flags: tuple[str, ...] | None = None) -> str:
     return " ".join(tok for tok in shlex.split(lines[0]) if tok.startswith(("-m", "--param")))
 
 
+def kernel_variant_flags(tf_version: str | None = None) -> tuple[str, ...]:
+    """-D flags for the kernel algorithms of the installed TF (or `tf_version`) that differ
+    from the other versions' (docs/exactness.md)."""
+    return tuple(
+        f"-D{macro}=1"
+        for key, macro in _KERNEL_VARIANTS.items()
+        if _versions.has(key, tf_version=tf_version)
+    )
+
+
 def optimisation_flags(features: str, flags: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The flags added to TF's own: the instruction set (default: `isa_flags()`), then the
-    common ones, less the `features` TF's headers cannot be compiled with."""
+    common ones and the installed TF's kernel variants, less the `features` TF's headers
+    cannot be compiled with."""
     enabled = set(features.split())
     disabled = tuple("-mno-" + flag[2:] for flag in _UNUSABLE_FEATURES if flag in enabled)
-    return (*(isa_flags() if flags is None else flags), *_COMMON_FLAGS, *disabled)
+    return (
+        *(isa_flags() if flags is None else flags),
+        *_COMMON_FLAGS,
+        *kernel_variant_flags(),
+        *disabled,
+    )

@@ -135,6 +135,20 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         pinned_by="tests/core/test_versions.py::test_tolerance_widens_only_for_2_16",
     ),
     Behaviour(
+        key="dense_kernel_row_loop",
+        summary="the dense CPU kernel is a plain loop over each row, not Eigen expressions",
+        tf="==2.16",
+        tf_does="2.16's SoftmaxCrossEntropyWithLogits CPU kernel takes a running max, adds "
+        "exp(x − max) and then y·(log s − z) one element after the other with the C "
+        "library's exp and log, and writes exp(z)/s − y; every other version evaluates Eigen "
+        "expressions (packet exp, four-accumulator tree sums). Its sums and exps differ from "
+        "the other versions' by a few ulp (docs/exactness.md; measured by disassembling "
+        "2.16.2's kernel).",
+        tfxent_does="follows bit for bit: tfxent/_build_flags.py compiles the op for this "
+        "version with XENT_DENSE_ROW_LOOP, which selects the same loop (tfxent/cc/xent_exact.h).",
+        pinned_by="tests/build/test_build_cache.py::test_kernel_variants_follow_the_tf_version",
+    ),
+    Behaviour(
         key="dense_zero_classes_segfault",
         summary="dense logits with 0 classes crash the process (SIGSEGV)",
         tf="==2.16",

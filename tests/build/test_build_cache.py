@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest_helpers import REPO, child_env, compiles, fake_compiler, good_library
 
-from tfxent import _backend, _build, _build_cache, _build_compile
+from tfxent import _backend, _build, _build_cache, _build_compile, _build_flags
 
 OTHER_UID = 65534  # nobody
 
@@ -363,6 +363,17 @@ def test_features_tf_headers_reject_are_switched_off(monkeypatch):
     with_fp16 = _build.optimisation_flags("-mavx2 -mavx512f -mavx512fp16 -mno-amx-fp16")
     assert with_fp16[-1] == "-mno-avx512fp16" and "-march=native" in with_fp16
     assert "-mno-avx512fp16" not in _build.optimisation_flags("-mavx2 -mno-avx512fp16")
+
+
+def test_kernel_variants_follow_the_tf_version(monkeypatch):
+    """TF 2.16's dense kernel is a plain loop per row (docs/exactness.md): the op compiled for
+    that version, and only for it, selects the same loop; the build passes the installed TF's
+    variants to the compiler."""
+    assert _build_flags.kernel_variant_flags("2.16.2") == ("-DXENT_DENSE_ROW_LOOP=1",)
+    for version in ("2.12.1", "2.15.1", "2.17.1", "2.21.0"):
+        assert _build_flags.kernel_variant_flags(version) == ()
+    monkeypatch.setattr(_build_flags, "kernel_variant_flags", lambda: ("-DXENT_PROBE=1",))
+    assert "-DXENT_PROBE=1" in _build.plan().command
 
 
 def test_sanitized_library_is_not_loaded_without_the_runtime(cache, monkeypatch):

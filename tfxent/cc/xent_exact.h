@@ -26,6 +26,7 @@
 #define TFXENT_CC_XENT_EXACT_H_
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -49,8 +50,12 @@ constexpr int64_t kWidth = ei::unpacket_traits<Packet<T>>::size;
 template <typename T>
 constexpr bool kVectorized = ei::packet_traits<T>::Vectorizable;
 
-// Eigen's leaf size of its tree-shaped sums, in packets (TensorReduction.h, LeafSize).
-constexpr int64_t kLeafPackets = 1024;
+// Eigen's leaf size of its tree-shaped sums, in packets: 1024 for float and double, 128 for
+// bfloat16 (TensorReduction.h's own LeafSize<T>, so a new Eigen brings its own sizes).
+template <typename T>
+int64_t LeafPackets() {
+  return ei::LeafSize<T>();
+}
 
 // One leaf of the inner-most-dimension reducer over elements [begin, begin + n) of a row:
 // packet_at(j) gives the packet of elements j..j+W-1, coeff_at(j) element j.
@@ -94,13 +99,13 @@ T ReduceLeaf(const Reducer& reducer, int64_t begin, int64_t n, PacketAt packet_a
 }
 
 // The reducer's tree over [begin, begin + n) of a row whose first element has flat index
-// row_first in the tensor: halves longer than kLeafPackets packets are split at the packet
+// row_first in the tensor: halves longer than LeafPackets<T>() packets are split at the packet
 // boundary (counted in flat indices) nearest above their middle.
 template <typename T, typename Reducer, typename PacketAt, typename CoeffAt>
 T ReduceTree(const Reducer& reducer, int64_t row_first, int64_t begin, int64_t n,
              PacketAt packet_at, CoeffAt coeff_at) {
   constexpr int64_t W = kWidth<T>;
-  if (n <= W * kLeafPackets) return ReduceLeaf<T>(reducer, begin, n, packet_at, coeff_at);
+  if (n <= W * LeafPackets<T>()) return ReduceLeaf<T>(reducer, begin, n, packet_at, coeff_at);
   const int64_t first = row_first + begin;
   // Without packets Eigen splits at the middle; with them, at a packet boundary above it.
   const int64_t split = kVectorized<T> ? W * ((first + (n + 1) / 2 + W - 1) / W) : first + n / 2;
@@ -248,6 +253,47 @@ void RowSparseBackprop(const T* x, int64_t begin, int64_t n, int64_t label, T m,
     const T e = packet ? ei::pfirst(exp_op.packetOp(ei::pset1<P>(z))) : exp_op(z);
     out[label] = g * (e / sum_exp - T(1));
   }
+}
+
+// ---- TF 2.16's dense kernel (docs/exactness.md) ---------------------------------------------
+// TF 2.16 computes SoftmaxCrossEntropyWithLogits on the CPU with a plain loop over each row
+// instead of the Eigen expressions above: a running max, then Σ exp(z_j) with z_j = x_j − m
+// added in order, log s, then Σ y_j · (log s − z_j) in order, and the backprop
+// exp(z_j) / s − y_j; exp and log are the C library's for every element. The build selects
+// these functions for that version (XENT_DENSE_ROW_LOOP, set by tfxent/_build_flags.py).
+
+// max_j x_j, as std::max(m, x_j) from the first element on (so a NaN is kept only when it
+// comes first, as TF's loop keeps it).
+template <typename T>
+T LoopRowMax(const T* x, int64_t n) {
+  T m = x[0];
+  for (int64_t j = 1; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// Σ_j exp(x_j − m), one element after the other.
+template <typename T>
+T LoopRowSumExp(const T* x, int64_t n, T m) {
+  T sum = T(0);
+  for (int64_t j = 0; j < n; ++j) sum = sum + std::exp(x[j] - m);
+  return sum;
+}
+
+// Σ_j y_j · (log s − (x_j − m)), one term after the other.
+template <typename T, typename L>
+T LoopRowDenseLoss(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T log_s) {
+  const internal::RowLabels<T, L> labels{y, y_stride};
+  T loss = T(0);
+  for (int64_t j = 0; j < n; ++j) loss = loss + labels.at(j) * (log_s - (x[j] - m));
+  return loss;
+}
+
+// g · (exp(x_j − m) / s − y_j): TF's backprop, then its gradient's multiplication by g.
+template <typename T, typename L>
+void LoopRowDenseBackprop(const T* x, const L* y, int64_t y_stride, int64_t n, T m, T sum_exp, T g,
+                          T* out) {
+  const internal::RowLabels<T, L> labels{y, y_stride};
+  for (int64_t j = 0; j < n; ++j) out[j] = g * (std::exp(x[j] - m) / sum_exp - labels.at(j));
 }
 
 // ---- Determinism mode (docs/tf_behaviour.md#determinism) -----------------------------------

@@ -244,6 +244,20 @@ A DenseRowLoss(const DenseRows<T, L>& in, int64_t i, const RowAccumulator<A>& ac
 // functions of xent_rows.h.
 template <typename T>
 constexpr bool kHasExactPath = std::is_same<T, float>::value || std::is_same<T, double>::value;
+// Whether the installed TF's dense kernel is the plain row loop of TF 2.16 rather than Eigen
+// expressions: defined by tfxent/_build_flags.py from tfxent/_versions.py
+// ("dense_kernel_row_loop"), since the op is compiled against one TF version.
+#ifndef XENT_DENSE_ROW_LOOP
+#define XENT_DENSE_ROW_LOOP 0
+#endif
+constexpr bool kDenseRowLoop = XENT_DENSE_ROW_LOOP != 0;
+// The sparse ops also take them for bfloat16: TF's sparse kernel and its determinism path
+// (LogSoftmax) compute in bfloat16, every Eigen operation rounded to it, and the same row
+// functions instantiated for bfloat16 do the same (docs/exactness.md). Dense bfloat16 and all
+// float16 calls never reach these ops in their own type: the core widens them to float32 where
+// TF does.
+template <typename T>
+constexpr bool kHasExactSparsePath = kHasExactPath<T> || std::is_same<T, Eigen::bfloat16>::value;
 
 // Runs fn(row) for every row on TF's intra-op pool, `passes` sweeps of `classes` each. A row
 // is never split: each is reduced whole, as Eigen's reducer does, so results do not depend on
@@ -328,6 +342,18 @@ class DenseXentOp : public OpKernel {
                                 &sum));
         loss_out[0] = -sum;
         StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out);
+        return;
+      }
+      if (kDenseRowLoop && !deterministic_) {
+        // TF 2.16's kernel: a plain loop over each row (xent_exact.h).
+        ForEachRow<A>(ctx, in.rows, in.classes, 3, [&](int64_t i) {
+          const T* x = in.x_row(i);
+          const T m = exact::LoopRowMax(x, in.classes);
+          const T s = exact::LoopRowSumExp(x, in.classes, m);
+          loss_out[i] =
+              exact::LoopRowDenseLoss(x, in.y_row(i), in.y_col_stride, in.classes, m, std::log(s));
+          StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        });
         return;
       }
       // TF's kernel, row by row (xent_exact.h): max, Σ exp, log s, then Σ y·(log s − z), or
@@ -451,6 +477,16 @@ class DenseXentGradOp : public OpKernel {
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
     if constexpr (kHasExactPath<T>) {
+      if (kDenseRowLoop && !deterministic_) {
+        // TF 2.16's kernel: a plain loop over each row (xent_exact.h).
+        ForEachRow<A>(ctx, in.rows, in.classes, 1, [&](int64_t i) {
+          const double* st = row_stats + i * kRowStats;
+          exact::LoopRowDenseBackprop(in.x_row(i), in.y_row(i), in.y_col_stride, in.classes,
+                                      static_cast<T>(st[0]), static_cast<T>(st[1]), g[i * g_stride],
+                                      out + i * in.classes);
+        });
+        return;
+      }
       if (!deterministic_ && exact_) {
         OP_REQUIRES_OK(
             ctx, ExactDenseBackprop(ctx, in, ctx->input(1), row_stats, g, g_stride, backprop));
@@ -582,7 +618,7 @@ class SparseXentOp : public OpKernel {
     const Index* label = labels.flat<Index>().data();
     T* loss_out = loss->flat<T>().data();
     double* stats_out = stats->flat<double>().data();
-    if constexpr (kHasExactPath<T>) {
+    if constexpr (kHasExactSparsePath<T>) {
       // TF's kernel, row by row (xent_exact.h): max, Σ exp, then log s − z_label; in
       // determinism mode −(z_label − log s), the negated gather of TF's LogSoftmax.
       ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {
@@ -591,7 +627,8 @@ class SparseXentOp : public OpKernel {
         const T s = exact::RowSumExp(row, classes, m, i * classes);
         loss_out[i] = deterministic_ ? -((row[label[i]] - m) - exact::RowLogSum(s, i, rows))
                                      : exact::RowSparseLoss(s, row[label[i]], m);
-        StoreRowStats(RowAccumulator<A>{m, s, A(0), A(0)}, stats_out + i * kRowStats);
+        StoreRowStats(RowAccumulator<A>{static_cast<A>(m), static_cast<A>(s), A(0), A(0)},
+                      stats_out + i * kRowStats);
       });
       return;
     }
@@ -642,7 +679,7 @@ class SparseXentGradOp : public OpKernel {
     const T* g = grad_loss.flat<T>().data();
     const int64_t g_stride = grad_loss.dim_size(0) == 1 ? 0 : 1;
     T* out = backprop->flat<T>().data();
-    if constexpr (kHasExactPath<T>) {
+    if constexpr (kHasExactSparsePath<T>) {
       if (deterministic_) {
         // Autodiff through TF's LogSoftmax, gather and Neg, row by row (xent_exact.h).
         ForEachRow<A>(ctx, rows, classes, 2, [&](int64_t i) {

@@ -164,11 +164,12 @@ DIFFERENCES: tuple[Difference, ...] = (
     ),
     Difference(
         "sparse-bf16-single-rounding",
-        "Sparse bfloat16 logits are computed in float32 and rounded once",
-        "TF's sparse kernel computes in bfloat16 arithmetic (docs/tf_behaviour.md#dtypes, "
-        "docs/tf_behaviour.md#sparse-forward), so its result carries up to ~log2(C) bf16 "
-        "rounding steps; tfxent's single rounding is at least as accurate and agrees with TF "
-        "to a few bf16 ulp (tfxent/parity/tolerance.py: 8 eps).",
+        "Sparse bfloat16: second-order gradients are computed in float32 and rounded once",
+        "The loss and the logits' gradient are TF's bits (docs/exactness.md). TF's second "
+        "order differentiates its gradient with Softmax, MatMul and Mul in bfloat16 "
+        "(docs/tf_behaviour.md#gradients), so it carries several bf16 rounding steps; "
+        "tfxent's, composed in float32 and rounded once, is at least as accurate and agrees "
+        "with TF to a few bf16 ulp (tfxent/parity/tolerance.py: 8 eps).",
         Where(SPARSE, inputs=lambda case, mode: _dtype(case.logits) == _BF16),
         (),
         Example(_CATALOGUE["nn.sparse:bf16_wide"]),

@@ -12,9 +12,9 @@ machine epsilon (`tfxent._dtypes.EPSILON`):
   O(1) relative).
 * float16/bfloat16 dense: both sides compute in f32 and round once, so results differ by at
   most one rounding step: 2 eps.
-* bfloat16 sparse: TF computes in bfloat16 arithmetic (docs/tf_behaviour.md#dtypes) while
-  tfxent computes in f32 and rounds once; TF's accumulated rounding is up to ~log2(C) bf16
-  ulp: 8 eps.
+* bfloat16 sparse: the loss and first-order gradient are TF's bits, but TF's second order
+  computes in bfloat16 arithmetic (docs/tf_behaviour.md#dtypes) while tfxent's computes in
+  f32 and rounds once; TF's accumulated rounding is up to ~log2(C) bf16 ulp: 8 eps.
 * second order goes through different primitive sequences (matmul vs reduce): x4.
 * a result is only as precise as the arithmetic that made it: labels of a wider dtype than
   the logits get gradients computed in the logits' dtype and cast back

@@ -1173,6 +1173,90 @@ void TestExactRowsMatchEigen() {
   }
 }
 
+// The sparse rows of xent_exact.h against the Eigen expressions of TF's sparse kernel and of
+// its determinism path (LogSoftmax, gather, and their autodiff), for every type the sparse op
+// computes natively: float, double and bfloat16. TF evaluates each bfloat16 expression in
+// bfloat16 (every operation rounded to it, with Eigen's own bfloat16 packets and its smaller
+// reduction leaf), so this checks those paths too.
+template <typename T>
+void TestExactSparseRowsMatchEigen() {
+  using Matrix = Eigen::Tensor<T, 2, Eigen::RowMajor, Eigen::DenseIndex>;
+  using Vector = Eigen::Tensor<T, 1, Eigen::RowMajor, Eigen::DenseIndex>;
+  const int64_t w = tfxent::exact::internal::kWidth<T>;
+  const int64_t leaf = w * tfxent::exact::internal::LeafPackets<T>();
+  std::mt19937_64 gen(11);
+  std::normal_distribution<double> normal(0.0, 4.0);
+  for (int64_t cols : {int64_t{1}, w - 1, w + 3, 4 * w, 4 * w + 5, int64_t{1000}, leaf + 3,
+                       2 * leaf + 11, int64_t{70001}}) {
+    if (cols <= 0) continue;
+    const int64_t rows = 3 * w + 3;  // packet rows of log s and a scalar tail
+    Matrix x(rows, cols);
+    for (int64_t k = 0; k < rows * cols; ++k) x.data()[k] = static_cast<T>(normal(gen));
+    std::vector<int64_t> label(rows);
+    for (int64_t i = 0; i < rows; ++i) label[i] = static_cast<int64_t>(gen() % cols);
+    const T g = static_cast<T>(1.3);  // the upstream gradient TF's Mul applies afterwards
+    Eigen::IndexList<Eigen::type2index<1>> along_class;
+    Eigen::IndexList<int, Eigen::type2index<1>> by_one;
+    by_one.set(0, static_cast<int>(rows));
+    Eigen::IndexList<Eigen::type2index<1>, int> one_by_class;
+    one_by_class.set(1, static_cast<int>(cols));
+    // TF's sparse kernel: max, z = x − max, Σ exp(z), a row that is log s − z at the label and
+    // zero elsewhere summed, and exp(z) over the whole tensor.
+    Vector m = x.maximum(along_class);
+    Matrix z = x - m.reshape(by_one).broadcast(one_by_class);
+    Vector s = z.exp().sum(along_class);
+    Matrix picked(rows, cols);
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < cols; ++j) {
+        picked(i, j) = j == label[i] ? T(Eigen::numext::log(s(i)) - z(i, j)) : T(0);
+      }
+    }
+    Vector loss = picked.sum(along_class);
+    Matrix e = z.exp();
+    // The determinism path: log_probs = z − log s (the log over the [rows] vector), and the
+    // gradient G − ΣG · exp(log_probs) with G = −g at the label.
+    Matrix log_s = s.log().eval().reshape(by_one);
+    Matrix log_probs = z - log_s.broadcast(one_by_class);
+    Matrix probs = log_probs.exp();
+    Matrix grad_in(rows, cols);
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < cols; ++j) grad_in(i, j) = j == label[i] ? T(-g) : T(0);
+    }
+    Matrix grad_sum = grad_in.sum(along_class).eval().reshape(by_one);
+    Matrix det_grad = grad_in - grad_sum.broadcast(one_by_class) * probs;
+    const std::string shape = Fmt("%s %" PRId64 "x%" PRId64, Name<T>(), rows, cols);
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* xr = x.data() + i * cols;
+      const int64_t first = i * cols;
+      const T got_m = tfxent::exact::RowMax(xr, cols);
+      const T got_s = tfxent::exact::RowSumExp(xr, cols, got_m, first);
+      const T got_log = tfxent::exact::RowLogSum(got_s, i, rows);
+      const T x_label = xr[label[i]];
+      const std::string what = "exact sparse row " + std::to_string(i) + " of " + shape;
+      Check(SameBits(got_m, m(i)), what + ": max");
+      Check(SameBits(got_s, s(i)), what + ": sum of exp");
+      Check(SameBits(tfxent::exact::RowSparseLoss(got_s, x_label, got_m), loss(i)),
+            what + ": loss");
+      Check(SameBits(T(-((x_label - got_m) - got_log)), T(-log_probs(i, label[i]))),
+            what + ": determinism loss");
+      std::vector<T> out(cols);
+      tfxent::exact::RowSparseBackprop(xr, 0, cols, label[i], got_m, got_s, g, first, rows * cols,
+                                       out.data());
+      bool same = true;
+      for (int64_t j = 0; j < cols; ++j) {
+        const T backprop = e(i, j) / s(i) - (j == label[i] ? T(1) : T(0));
+        same = same && SameBits(out[j], T(g * backprop));
+      }
+      Check(same, what + ": backprop");
+      tfxent::exact::RowSparseDeterministicBackprop(xr, cols, label[i], got_m, got_log, g, first,
+                                                    rows * cols, out.data());
+      same = true;
+      for (int64_t j = 0; j < cols; ++j) same = same && SameBits(out[j], det_grad(i, j));
+      Check(same, what + ": determinism backprop");
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   bool bench = false, narrow = false;
   int64_t rows = 8192, cols = 32000;
@@ -1204,6 +1288,9 @@ int main(int argc, char** argv) {
   TestRowExp<double>();
   TestExactRowsMatchEigen<float>();
   TestExactRowsMatchEigen<double>();
+  TestExactSparseRowsMatchEigen<float>();
+  TestExactSparseRowsMatchEigen<double>();
+  TestExactSparseRowsMatchEigen<Eigen::bfloat16>();
   RunAll<float>();
   RunAll<double>();
   RunAll<Eigen::half>();
