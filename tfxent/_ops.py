@@ -121,35 +121,46 @@ def _widened_inputs(op: ops.Operation, grad_backprop: tf.Tensor):
     return softmax, math_ops.cast(grad_loss, dtype), v
 
 
+def _log_softmax_grad_grad(
+    log_probs: tf.Tensor, grad_log_probs: tf.Tensor, v: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The second order of TF's determinism path (docs/tf_behaviour.md#determinism).
+
+    There the logits' gradient is LogSoftmax's registered gradient
+    `d = G − ΣG·exp(log_probs)`, with G the gradient reaching `log_probs` (the labels times
+    −g). TF's autodiff differentiates that expression op by op; this builds the same ops in
+    the same order, so the result has TF's bits (docs/exactness.md): Sub's gradient passes v
+    to G and −v on, Mul's gives `Σ(−v·p)` to ΣG and `−v·ΣG` to `p = exp(log_probs)`, Exp's
+    multiplies by p, and LogSoftmax's gradient closes it (with exp(log_probs), not a Softmax).
+    Returns the gradients with respect to the logits and to G.
+    """
+    total = math_ops.reduce_sum(grad_log_probs, -1, keepdims=True)
+    probs = math_ops.exp(log_probs)
+    neg_v = -v
+    grad_total = math_ops.reduce_sum(neg_v * probs, -1, keepdims=True)
+    grad_through_exp = (neg_v * total) * probs
+    grad_logits = grad_through_exp - math_ops.reduce_sum(
+        grad_through_exp, -1, keepdims=True
+    ) * math_ops.exp(log_probs)
+    return grad_logits, v + grad_total
+
+
 @ops.RegisterGradient(_op_names.DENSE_GRAD)
 def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     features, labels, _stats, grad_loss = op.inputs
-    deterministic = op.get_attr("deterministic")
+    if op.get_attr("deterministic"):
+        return _dense_deterministic_grad_grad(op, grad_backprop)
     softmax, g, v = _widened_inputs(op, grad_backprop)
     y = math_ops.cast(labels, softmax.dtype) + array_ops.zeros_like(v)  # broadcast to [N, C]
-    if deterministic:
-        # TF differentiates LogSoftmax's gradient, grad − Σgrad·softmax, with grad scaled by
-        # Σy first, so a row with infinite labels sums inf − inf and is NaN as in TF.
-        scale = math_ops.reduce_sum(y, axis=-1, keepdims=True)
-        scaled = _broadcast_mul(g, v) * scale * softmax
-        grad_features = scaled - math_ops.reduce_sum(scaled, axis=-1, keepdims=True) * softmax
-    else:
-        # TF's kernel gradient adds its first-order term again with the loss's upstream
-        # gradient, which is zero here: 0·(softmax − labels), NaN where labels are ±inf/NaN.
-        scale = 1.0
-        hessian_term = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
-        grad_features = hessian_term + _broadcast_mul(array_ops.zeros_like(g), softmax - y)
-    grad_g = math_ops.reduce_sum(v * (softmax * scale - y), axis=-1)
-    if deterministic:
-        # d/dy of g·(s·Σy − y) is g·(s·1ᵀ − I): the true mixed term
-        # (docs/tf_behaviour.md#determinism).
-        sv = math_ops.reduce_sum(v * softmax, axis=-1, keepdims=True)
-        grad_labels = _reduce_to_shape(_broadcast_mul(g, sv - v), labels)
-    else:
-        # TF's kernel gradient treats the backprop as label-free: its labels' term is the
-        # first-order one with a zero upstream gradient, 0·(−log_softmax), which is NaN
-        # wherever log_softmax is infinite (docs/tf_behaviour.md#gradients).
-        grad_labels = _labels_gradient(features, labels, array_ops.zeros_like(grad_loss))
+    # TF's kernel gradient adds its first-order term again with the loss's upstream
+    # gradient, which is zero here: 0·(softmax − labels), NaN where labels are ±inf/NaN.
+    hessian_term = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
+    grad_features = hessian_term + _broadcast_mul(array_ops.zeros_like(g), softmax - y)
+    grad_g = math_ops.reduce_sum(v * (softmax - y), axis=-1)
+    # TF's kernel gradient treats the backprop as label-free: its labels' term is the
+    # first-order one with a zero upstream gradient, 0·(−log_softmax), which is NaN
+    # wherever log_softmax is infinite (docs/tf_behaviour.md#gradients).
+    grad_labels = _labels_gradient(features, labels, array_ops.zeros_like(grad_loss))
     return (
         math_ops.cast(grad_features, features.dtype),
         math_ops.cast(grad_labels, labels.dtype),
@@ -158,12 +169,40 @@ def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     )
 
 
+def _dense_deterministic_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
+    """TF's determinism path: loss −Σ labels·LogSoftmax(logits); the first order by autodiff
+    through Neg, Sum, Mul and LogSoftmax, and this second order through that first order
+    (docs/tf_behaviour.md#determinism). The core casts f16/bf16 to f32 before the op, as TF
+    does, so every input already has the computation dtype."""
+    features, labels, _stats, grad_loss = op.inputs
+    log_probs = gen_nn_ops.log_softmax(features)
+    # Neg's and Sum's gradients: −g, broadcast over the classes of labels·log_probs.
+    neg_g = array_ops.broadcast_to(
+        array_ops.expand_dims(-grad_loss, -1),
+        array_ops.broadcast_dynamic_shape(array_ops.shape(labels), array_ops.shape(log_probs)),
+    )
+    # Mul's gradient to log_probs (TF's order: the upstream gradient times the labels).
+    grad_log_probs = neg_g * labels
+    grad_features, grad_product = _log_softmax_grad_grad(log_probs, grad_log_probs, grad_backprop)
+    # Mul's gradient to the labels, summed over the dimensions they were broadcast along.
+    grad_labels = _reduce_to_shape(grad_product * neg_g, labels)
+    # ... and to −g, then BroadcastTo's (a sum over the classes) and Neg's.
+    grad_g = -math_ops.reduce_sum(grad_product * labels, axis=-1)
+    return grad_features, grad_labels, None, grad_g
+
+
 @ops.RegisterGradient(_op_names.SPARSE_GRAD)
 def _sparse_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     features, labels, _stats, grad_loss = op.inputs
+    if op.get_attr("deterministic"):
+        return _sparse_deterministic_grad_grad(op, grad_backprop)
     softmax, g, v = _widened_inputs(op, grad_backprop)
     one_hot = array_ops.one_hot(labels, array_ops.shape(features)[-1], dtype=softmax.dtype)
-    grad_features = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
+    # As the dense kernel's: TF adds 0·(softmax − one_hot) for the zero loss gradient, which
+    # turns a −0 of the Hessian term (a class with a −inf logit) into +0.
+    grad_features = _composite.hessian_vector_product(
+        softmax, _broadcast_mul(g, v)
+    ) + _broadcast_mul(array_ops.zeros_like(g), softmax - one_hot)
     grad_g = math_ops.reduce_sum(v * (softmax - one_hot), axis=-1)
     return (
         math_ops.cast(grad_features, features.dtype),
@@ -171,3 +210,16 @@ def _sparse_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
         None,
         math_ops.cast(grad_g, grad_loss.dtype),
     )
+
+
+def _sparse_deterministic_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
+    """TF's determinism path for sparse labels: −gather(LogSoftmax(logits), labels); GatherV2's
+    gradient puts −g at each row's label and zeros elsewhere (docs/tf_behaviour.md#determinism),
+    then the second order is the dense one's."""
+    features, labels, _stats, grad_loss = op.inputs
+    log_probs = gen_nn_ops.log_softmax(features)
+    one_hot = array_ops.one_hot(labels, array_ops.shape(features)[-1], dtype=features.dtype)
+    grad_log_probs = _broadcast_mul(-grad_loss, one_hot)
+    grad_features, grad_product = _log_softmax_grad_grad(log_probs, grad_log_probs, grad_backprop)
+    grad_g = -math_ops.reduce_sum(grad_product * one_hot, axis=-1)
+    return grad_features, None, None, grad_g
