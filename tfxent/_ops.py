@@ -1,11 +1,11 @@
 """Thin wrappers of tfxent's custom ops and their registered gradients.
 
-Gradients (docs/tf_behaviour.md#gradients): the forward ops save one row statistic; the gradient
-ops write
-g·(softmax − labels) in one pass. The labels' gradient −g·log_softmax(logits) is built only
-when some tape or graph asks for it, and second order is expressed in TF primitives so that
-it matches TF's registered gradient term for term (label-independent Hessian, zero mixed
-term in kernel mode) and third order keeps working.
+Gradients (docs/tf_behaviour.md#gradients): the forward ops save one row statistic; the
+gradient ops write g·(softmax − labels) in one pass. The labels' gradient
+−g·log_softmax(logits) is built only when some tape or graph asks for it. Second order is
+built from TF primitives so that it has TF's bits (docs/exactness.md): in kernel mode TF's
+registered gradient term for term (label-independent Hessian, zero mixed term), in
+determinism mode TF's autodiff of its own formula; third order keeps working.
 """
 
 from __future__ import annotations
