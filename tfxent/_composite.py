@@ -104,17 +104,30 @@ def _kernel_rule_xent(logits: tf.Tensor, labels: tf.Tensor, formula: str) -> tf.
     return xent(logits, labels)
 
 
-def _determinism_xent(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+def determinism_dense(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """TF's determinism-mode formula (docs/tf_behaviour.md#determinism): plain primitives, plain
-    autodiff."""
+    autodiff. The custom ops' second order in that mode differentiates it too (_ops.py)."""
     return -math_ops.reduce_sum(labels * gen_nn_ops.log_softmax(logits), axis=1)
+
+
+def determinism_sparse(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """TF's determinism formula for sparse labels (nn_ops l.4255-4277): gather, then NaN for
+    invalid labels; the select also gates their gradient to zero, as TF's does."""
+    classes = array_ops.shape(logits)[-1]
+    cost = -array_ops.gather(gen_nn_ops.log_softmax(logits), labels, batch_dims=1)
+    invalid = math_ops.logical_or(
+        math_ops.less(labels, 0),
+        math_ops.greater_equal(labels, math_ops.cast(classes, labels.dtype)),
+    )
+    nan = tf.constant(float("nan"), dtype=logits.dtype)
+    return array_ops.where(invalid, array_ops.broadcast_to(nan, array_ops.shape(cost)), cost)
 
 
 def dense(logits: tf.Tensor, labels: tf.Tensor, deterministic: bool, xla: bool) -> tf.Tensor:
     """Loss of [N, C] logits against labels that broadcast to them."""
     _dtypes.check(logits, "features", "T", _dtypes.FLOATS)
     if deterministic:
-        return _determinism_xent(logits, labels)
+        return determinism_dense(logits, labels)
     return _kernel_rule_xent(logits, labels, "xla" if xla else "dense")
 
 
@@ -170,15 +183,7 @@ def sparse(
             None, None, f"Must have at least one class, but got logits shape [{rows},0]"
         )
     if deterministic:
-        # TF's determinism formula (nn_ops l.4255-4277): gather, then NaN for invalid labels;
-        # the select also gates their gradient to zero, as TF's does.
-        cost = -array_ops.gather(gen_nn_ops.log_softmax(logits), labels, batch_dims=1)
-        invalid = math_ops.logical_or(
-            math_ops.less(labels, 0),
-            math_ops.greater_equal(labels, math_ops.cast(classes, labels.dtype)),
-        )
-        nan = tf.constant(float("nan"), dtype=logits.dtype)
-        return array_ops.where(invalid, array_ops.broadcast_to(nan, array_ops.shape(cost)), cost)
+        return determinism_sparse(logits, labels)
     checks = [] if xla else _check_label_range(labels, classes)
     with tf.control_dependencies(checks):
         one_hot = _one_hot_with_nan_rows(labels, classes, logits.dtype)

@@ -1,14 +1,16 @@
 """Thin wrappers of tfxent's custom ops and their registered gradients.
 
-Gradients (docs/tf_behaviour.md#gradients): the forward ops save one row statistic; the gradient
-ops write
-g·(softmax − labels) in one pass. The labels' gradient −g·log_softmax(logits) is built only
-when some tape or graph asks for it, and second order is expressed in TF primitives so that
-it matches TF's registered gradient term for term (label-independent Hessian, zero mixed
-term in kernel mode) and third order keeps working.
+Gradients (docs/tf_behaviour.md#gradients): the forward ops save one row statistic; the
+gradient ops write g·(softmax − labels) in one pass. The labels' gradient
+−g·log_softmax(logits) is built only when some tape or graph asks for it. Second order is
+built from TF primitives so that it has TF's bits (docs/exactness.md): in kernel mode TF's
+registered gradient term for term (label-independent Hessian, zero mixed term), in
+determinism mode TF's autodiff of its own formula; third order keeps working.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import tensorflow as tf
 from tensorflow.python.eager import context
@@ -16,14 +18,6 @@ from tensorflow.python.framework import ops
 from tensorflow.python.ops import array_ops, gen_nn_ops, math_ops
 
 from tfxent import _backend, _composite, _env, _op_names
-
-_WIDENED = (tf.float16, tf.bfloat16)
-
-
-def compute_dtype(dtype: tf.DType) -> tf.DType:
-    """The dtype the kernels compute in: TF upcasts f16/bf16 logits to f32
-    (docs/tf_behaviour.md#dtypes)."""
-    return tf.float32 if dtype in _WIDENED else dtype
 
 
 def _library() -> object:
@@ -68,17 +62,19 @@ def _broadcast_mul(vec: tf.Tensor, mat: tf.Tensor) -> tf.Tensor:
 
 def _reduce_to_shape(grad: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """Sum a broadcast [N, C] gradient back to `target`'s shape, as Mul's gradient does."""
+    if grad.shape.is_fully_defined() and grad.shape == target.shape:
+        # Nothing was broadcast. Mul's gradient then adds no reduction in a graph either, which
+        # keeps the static shape Grappler orders broadcasting products by.
+        return grad
     target_shape = array_ops.shape(target)
     _, reduce_axes = tf.raw_ops.BroadcastGradientArgs(s0=array_ops.shape(grad), s1=target_shape)
     return array_ops.reshape(math_ops.reduce_sum(grad, reduce_axes), target_shape)
 
 
 def _labels_gradient(features: tf.Tensor, labels: tf.Tensor, grad_loss: tf.Tensor) -> tf.Tensor:
-    """−g·log_softmax(logits), computed as TF does in the widened dtype
+    """−g·log_softmax(logits), as TF's registered gradient computes it, in the logits' dtype
     (docs/tf_behaviour.md#gradients)."""
-    dtype = compute_dtype(features.dtype)
-    log_probs = gen_nn_ops.log_softmax(math_ops.cast(features, dtype))
-    grad = _broadcast_mul(math_ops.cast(grad_loss, dtype), -log_probs)
+    grad = _broadcast_mul(grad_loss, -gen_nn_ops.log_softmax(features))
     return math_ops.cast(grad, labels.dtype)
 
 
@@ -117,63 +113,83 @@ def _sparse_xent_grad(op: ops.Operation, grad_loss: tf.Tensor, _grad_stats: tf.T
     return backprop, None
 
 
-def _widened_inputs(op: ops.Operation, grad_backprop: tf.Tensor):
-    """softmax(features), g and the upstream gradient v of a gradient op, widened."""
-    features, _labels, _stats, grad_loss = op.inputs
-    dtype = compute_dtype(features.dtype)
-    v = math_ops.cast(grad_backprop, dtype)
+def _softmax(op: ops.Operation, grad_backprop: tf.Tensor) -> tf.Tensor:
+    """softmax(features) of a gradient op, in the features' dtype as TF's registered gradient
+    computes it: the core widens f16/bf16 before the op exactly where TF does, so sparse
+    bfloat16 stays bfloat16 (docs/tf_behaviour.md#dtypes)."""
     # Broadcast logits as the kernel did before taking the softmax over the classes.
-    softmax = gen_nn_ops.softmax(math_ops.cast(features, dtype) + array_ops.zeros_like(v))
-    return softmax, math_ops.cast(grad_loss, dtype), v
+    return gen_nn_ops.softmax(op.inputs[0] + array_ops.zeros_like(grad_backprop))
+
+
+def _deterministic_grad_grad(
+    op: ops.Operation,
+    grad_backprop: tf.Tensor,
+    formula: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+) -> list[tf.Tensor | None]:
+    """Second order in determinism mode: TF's autodiff of TF's own formula, twice.
+
+    There TF builds the loss from LogSoftmax, Mul, Sum and Neg (sparse: GatherV2 and a select)
+    and its logits' gradient is autodiff through those ops; the second order is autodiff
+    through that gradient (docs/tf_behaviour.md#determinism). Rebuilding the formula here
+    (the op computed its value and first order) and differentiating it twice with TF's
+    registered gradients creates the very ops TF runs, in the same order and with the same
+    static shapes, so the values are TF's bit for bit (docs/exactness.md), in graphs too,
+    where Grappler reorders broadcasting products by those shapes. The core casts f16/bf16 to
+    f32 before the op as TF does, so the inputs already have the computation dtype.
+    """
+    features, labels, _stats, grad_loss = op.inputs
+    wanted = [features, grad_loss]
+    if labels.dtype.is_floating and _wants_gradient(op, 1):
+        wanted.append(labels)
+    if isinstance(op, ops.Operation):
+        # tf.gradients passes the graph's own operation; a tape passes a stand-in. Each
+        # builds a slightly different graph, so follow whichever the caller uses.
+        loss = formula(features, labels)
+        first_order = tf.gradients(loss, features, grad_ys=grad_loss)[0]
+        grads = tf.gradients(first_order, wanted, grad_ys=grad_backprop)
+    else:
+        with tf.GradientTape() as outer:
+            outer.watch(wanted)
+            with tf.GradientTape() as inner:
+                inner.watch(features)
+                loss = formula(features, labels)
+            first_order = inner.gradient(loss, features, output_gradients=grad_loss)
+        grads = outer.gradient(first_order, wanted, output_gradients=grad_backprop)
+    grad_features, grad_g = grads[0], grads[1]
+    grad_labels = grads[2] if len(grads) > 2 else None
+    return [grad_features, grad_labels, None, grad_g]
 
 
 @ops.RegisterGradient(_op_names.DENSE_GRAD)
 def _dense_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     features, labels, _stats, grad_loss = op.inputs
-    deterministic = op.get_attr("deterministic")
-    softmax, g, v = _widened_inputs(op, grad_backprop)
+    if op.get_attr("deterministic"):
+        return _deterministic_grad_grad(op, grad_backprop, _composite.determinism_dense)
+    softmax, g, v = _softmax(op, grad_backprop), grad_loss, grad_backprop
     y = math_ops.cast(labels, softmax.dtype) + array_ops.zeros_like(v)  # broadcast to [N, C]
-    if deterministic:
-        # TF differentiates LogSoftmax's gradient, grad − Σgrad·softmax, with grad scaled by
-        # Σy first, so a row with infinite labels sums inf − inf and is NaN as in TF.
-        scale = math_ops.reduce_sum(y, axis=-1, keepdims=True)
-        scaled = _broadcast_mul(g, v) * scale * softmax
-        grad_features = scaled - math_ops.reduce_sum(scaled, axis=-1, keepdims=True) * softmax
-    else:
-        # TF's kernel gradient adds its first-order term again with the loss's upstream
-        # gradient, which is zero here: 0·(softmax − labels), NaN where labels are ±inf/NaN.
-        scale = 1.0
-        hessian_term = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
-        grad_features = hessian_term + _broadcast_mul(array_ops.zeros_like(g), softmax - y)
-    grad_g = math_ops.reduce_sum(v * (softmax * scale - y), axis=-1)
-    if deterministic:
-        # d/dy of g·(s·Σy − y) is g·(s·1ᵀ − I): the true mixed term
-        # (docs/tf_behaviour.md#determinism).
-        sv = math_ops.reduce_sum(v * softmax, axis=-1, keepdims=True)
-        grad_labels = _reduce_to_shape(_broadcast_mul(g, sv - v), labels)
-    else:
-        # TF's kernel gradient treats the backprop as label-free: its labels' term is the
-        # first-order one with a zero upstream gradient, 0·(−log_softmax), which is NaN
-        # wherever log_softmax is infinite (docs/tf_behaviour.md#gradients).
-        grad_labels = _labels_gradient(features, labels, array_ops.zeros_like(grad_loss))
-    return (
-        math_ops.cast(grad_features, features.dtype),
-        math_ops.cast(grad_labels, labels.dtype),
-        None,
-        math_ops.cast(grad_g, grad_loss.dtype),
-    )
+    # TF's kernel gradient adds its first-order term again with the loss's upstream
+    # gradient, which is zero here: 0·(softmax − labels), NaN where labels are ±inf/NaN.
+    hessian_term = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
+    grad_features = hessian_term + _broadcast_mul(array_ops.zeros_like(g), softmax - y)
+    grad_g = math_ops.reduce_sum(v * (softmax - y), axis=-1)
+    # TF's kernel gradient treats the backprop as label-free: its labels' term is the
+    # first-order one with a zero upstream gradient, 0·(−log_softmax), which is NaN
+    # wherever log_softmax is infinite (docs/tf_behaviour.md#gradients).
+    grad_labels = _labels_gradient(features, labels, array_ops.zeros_like(grad_loss))
+    return grad_features, grad_labels, None, grad_g
 
 
 @ops.RegisterGradient(_op_names.SPARSE_GRAD)
 def _sparse_xent_grad_grad(op: ops.Operation, grad_backprop: tf.Tensor):
     features, labels, _stats, grad_loss = op.inputs
-    softmax, g, v = _widened_inputs(op, grad_backprop)
+    if op.get_attr("deterministic"):
+        return _deterministic_grad_grad(op, grad_backprop, _composite.determinism_sparse)
+    softmax, g, v = _softmax(op, grad_backprop), grad_loss, grad_backprop
     one_hot = array_ops.one_hot(labels, array_ops.shape(features)[-1], dtype=softmax.dtype)
-    grad_features = _composite.hessian_vector_product(softmax, _broadcast_mul(g, v))
+    # As the dense kernel's: TF adds 0·(softmax − one_hot) for the zero loss gradient, which
+    # turns a −0 of the Hessian term (a class with a −inf logit) into +0.
+    grad_features = _composite.hessian_vector_product(
+        softmax, _broadcast_mul(g, v)
+    ) + _broadcast_mul(array_ops.zeros_like(g), softmax - one_hot)
     grad_g = math_ops.reduce_sum(v * (softmax - one_hot), axis=-1)
-    return (
-        math_ops.cast(grad_features, features.dtype),
-        None,
-        None,
-        math_ops.cast(grad_g, grad_loss.dtype),
-    )
+    return grad_features, None, None, grad_g
