@@ -61,18 +61,6 @@ def _exact_case(case) -> bool:
     )
 
 
-# Differences that concern only values this test does not compare (second order).
-_BEYOND_FIRST_ORDER = {"sparse-bf16-single-rounding"}
-
-
-def _first_order_differences(case, mode: str, deterministic: bool) -> list:
-    return [
-        d
-        for d in differences.applicable(case, mode, deterministic)
-        if d.key not in _BEYOND_FIRST_ORDER
-    ]
-
-
 # Every (case, mode, determinism) but the documented differences of compat_matrix.md, which
 # their own tests pin (tfxent/parity/differences.py).
 CASES = [
@@ -81,7 +69,7 @@ CASES = [
     if _exact_case(c)
     for mode in ("eager", "function", "session")
     for det in (False, True)
-    if not _first_order_differences(c, mode, det)
+    if not differences.applicable(c, mode, det)
 ]
 XENT_OPS = {"TfxentSoftmaxXent", "TfxentSparseSoftmaxXent"}
 

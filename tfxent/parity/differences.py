@@ -163,19 +163,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         "test_deprecation_log_lines_match_tf_once_per_process_and_graph_only_for_dim",
     ),
     Difference(
-        "sparse-bf16-single-rounding",
-        "Sparse bfloat16: second-order gradients are computed in float32 and rounded once",
-        "The loss and the logits' gradient are TF's bits (docs/exactness.md). TF's second "
-        "order differentiates its gradient with Softmax, MatMul and Mul in bfloat16 "
-        "(docs/tf_behaviour.md#gradients), so it carries several bf16 rounding steps; "
-        "tfxent's, composed in float32 and rounded once, is at least as accurate and agrees "
-        "with TF to a few bf16 ulp (tfxent/parity/tolerance.py: 8 eps).",
-        Where(SPARSE, inputs=lambda case, mode: _dtype(case.logits) == _BF16),
-        (),
-        Example(_CATALOGUE["nn.sparse:bf16_wide"]),
-        f"{_EXAMPLE_TEST}[sparse-bf16-single-rounding]",
-    ),
-    Difference(
         "determinism-int16-labels-gradient",
         "Determinism on, sparse int16 labels: the logits' gradient is returned",
         "TF (2.13+) computes the loss but its gradient fails with a bare AssertionError inside "
