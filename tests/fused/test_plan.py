@@ -16,7 +16,7 @@ from tfxent.fused import _plan, plan_chunk
 )
 def test_blocks_fit_the_budget(vocab, dtype, gradients, budget):
     chunk = plan_chunk(None, vocab, dtype, gradients=gradients)
-    assert chunk % _plan.ROW_MULTIPLE == 0 and chunk >= _plan.MIN_CHUNK
+    assert chunk & (chunk - 1) == 0 and chunk >= _plan.MIN_CHUNK
     block_bytes = chunk * vocab * 4 * _plan.blocks_per_chunk(dtype, soft_cap=False)
     assert block_bytes <= budget or chunk == _plan.MIN_CHUNK
 

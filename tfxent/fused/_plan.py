@@ -13,12 +13,10 @@ LOSS_BLOCK_BUDGET = 64 * 2**20
 # The same when gradients are computed. Larger, because the kernel gradient hᵀ·G has the chunk
 # as its inner dimension: oneDNN's product runs at a tenth of its speed at 64 rows and near
 # full speed only from a few hundred (docs/fused.md#memory). The logit gradient is written
-# over the logits, so this is still one block of the input dtype.
+# over the logits, so this is one block of the input dtype: 256 rows at V = 128256 float32.
 GRADIENT_BLOCK_BUDGET = 192 * 2**20
 # Fewer rows than this make the matmuls bandwidth-bound on the [D, V] kernel.
 MIN_CHUNK = 32
-# Rows are taken in multiples of this, which suits the matmul's register blocking.
-ROW_MULTIPLE = 16
 
 
 def blocks_per_chunk(dtype: tf.DType, soft_cap: bool) -> int:
@@ -38,12 +36,17 @@ def chunk_size(
     soft_cap: bool = False,
     gradients: bool = False,
 ) -> int:
-    """The chunk for `tokens` rows of `vocab` classes: the most rows whose blocks fit the
-    budget (GRADIENT_BLOCK_BUDGET if `gradients` are computed, else LOSS_BLOCK_BUDGET), a
-    multiple of ROW_MULTIPLE, at least MIN_CHUNK, at most the rows there are."""
+    """The chunk for `tokens` rows of `vocab` classes: the largest power of two of rows
+    whose blocks fit the budget (GRADIENT_BLOCK_BUDGET if `gradients` are computed, else
+    LOSS_BLOCK_BUDGET), at least MIN_CHUNK, at most the rows there are.
+
+    A power of two because oneDNN's logits matmul (TF 2.21, 2 threads) allocates a scratch
+    buffer of up to 110 MiB beside its [chunk, 128256] output at 320 to 448 rows and none at
+    256 or 512; it also divides the usual batch × sequence lengths into whole chunks."""
     budget = GRADIENT_BLOCK_BUDGET if gradients else LOSS_BLOCK_BUDGET
     per_row = max(1, vocab) * 4 * blocks_per_chunk(dtype, soft_cap)
-    rows = max(MIN_CHUNK, budget // per_row // ROW_MULTIPLE * ROW_MULTIPLE)
+    fit = max(1, budget // per_row)
+    rows = max(MIN_CHUNK, 1 << (fit.bit_length() - 1))
     if tokens is not None:
         rows = min(rows, max(1, tokens))
     return int(rows)
