@@ -2,10 +2,9 @@
 // TfxentFusedLogitGradient writes a chunk's logit gradient over its logits, and
 // TfxentFusedAddColumns accumulates the kernel gradient in place.
 //
-// TfxentFusedAddColumns.
-// The head accumulates ∂loss/∂kernel = Σ_chunks hᵀ·G over chunks of tokens. TF's MatMul has
-// no "C += A·B", so a plain `acc + matmul(...)` holds a second [D, V] product next to the
-// accumulator. Instead the head multiplies one block of vocabulary columns at a time
+// TfxentFusedAddColumns. The head accumulates ∂loss/∂kernel = Σ_chunks hᵀ·G over chunks of tokens.
+// TF's MatMul has no "C += A·B", so a plain `acc + matmul(...)` holds a second [D, V] product next
+// to the accumulator. Instead the head multiplies one block of vocabulary columns at a time
 // ([D, block]) and this op adds the block into the accumulator's columns
 // [offset, offset + block). It forwards the accumulator's buffer when TF says no one else
 // holds it (a loop variable of the chunk loop), so the accumulation needs no second [D, V];
@@ -116,7 +115,9 @@ TFXENT_REGISTER_ADD_COLUMNS(double, double)
 //
 // and, with a soft cap c (x = c·tanh(z/c)), times dx/dz = 1 − (x/c)². One pass over the
 // block, in place when TF can forward the logits' buffer: the chunk then holds one
-// [chunk, V] block instead of two (docs/fused.md#mathematics).
+// [chunk, V] block instead of two (docs/fused.md#mathematics). The per-row values arrive in
+// float64 (lse straight from the row kernel's float64 statistics), so a float64 head keeps
+// its precision; float16/bfloat16 logits are computed in float.
 REGISTER_OP("TfxentFusedLogitGradient")
     .Input("logits: T")
     .Input("labels: Tlabels")
