@@ -52,8 +52,10 @@ def chunk_size(
     return int(rows)
 
 
-# Bytes of one [D, block] product of the kernel gradient's column-block accumulation.
-COLUMN_BLOCK_BUDGET = 16 * 2**20
+# Bytes of one [D, block] product of the kernel gradient's column-block accumulation. Small:
+# with 16 MiB products (4096 columns at D = 1024) a second block-sized buffer was live during
+# the chunk loop in most runs, with 4 MiB products never (docs/fused.md#memory).
+COLUMN_BLOCK_BUDGET = 4 * 2**20
 
 
 def column_block(hidden_size: int | None) -> int:
