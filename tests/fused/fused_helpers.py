@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfxent.fused import _api
 
-KERNEL_OPS = {"TfxentSparseSoftmaxXent", "TfxentSparseSoftmaxXentGrad", "TfxentFusedAddColumns"}
+KERNEL_OPS = {"TfxentSparseSoftmaxXent", "TfxentFusedLogitGradient", "TfxentFusedAddColumns"}
 
 
 def reference(

@@ -93,7 +93,7 @@ def _check(case: dict) -> None:
         assert_close(got, want, rtol, f"gradient w.r.t. {name}")
     ran = eager_runner_op_types()
     assert "TfxentSparseSoftmaxXent" in ran[case["gradient"] == "auto"]
-    assert {"TfxentSparseSoftmaxXentGrad", "TfxentFusedAddColumns"} <= ran[True]
+    assert {"TfxentFusedLogitGradient", "TfxentFusedAddColumns"} <= ran[True]
 
 
 @FAST

@@ -10,11 +10,23 @@ from tfxent.fused import _plan, plan_chunk
 
 @pytest.mark.parametrize("vocab", [1000, 32000, 128256, 256000, 10**6])
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
-def test_blocks_fit_the_budget(vocab, dtype):
-    chunk = plan_chunk(None, vocab, dtype)
-    assert chunk % _plan.ROW_MULTIPLE == 0 and chunk >= _plan.MIN_CHUNK
+@pytest.mark.parametrize(
+    "gradients, budget",
+    [(False, _plan.LOSS_BLOCK_BUDGET), (True, _plan.GRADIENT_BLOCK_BUDGET)],
+)
+def test_blocks_fit_the_budget(vocab, dtype, gradients, budget):
+    chunk = plan_chunk(None, vocab, dtype, gradients=gradients)
+    assert chunk & (chunk - 1) == 0 and chunk >= _plan.MIN_CHUNK
     block_bytes = chunk * vocab * 4 * _plan.blocks_per_chunk(dtype, soft_cap=False)
-    assert block_bytes <= _plan.BLOCK_BUDGET or chunk == _plan.MIN_CHUNK
+    assert block_bytes <= budget or chunk == _plan.MIN_CHUNK
+
+
+def test_gradient_chunks_are_larger():
+    """The kernel gradient's product has the chunk as its inner dimension (docs/fused.md#memory)."""
+    assert plan_chunk(None, 128256, tf.float32, gradients=True) >= 256
+    assert plan_chunk(None, 128256, tf.float32, gradients=True) > plan_chunk(
+        None, 128256, tf.float32
+    )
 
 
 @pytest.mark.parametrize("tokens", [1, 5, 31, 10**6])

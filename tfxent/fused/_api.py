@@ -92,12 +92,20 @@ def linear_sparse_softmax_cross_entropy(
         elif opts.composite:
             with tf.control_dependencies(_checks.label_range(safe, vocab)):
                 safe = tf.identity(safe)
-        static_rows = rows.shape[0]
-        chunk = chunk_size or _plan.chunk_size(
-            static_rows, kernel.shape[1] or 1, hidden.dtype, logit_soft_cap is not None
-        )
+
+        def plan(gradients: bool) -> int:
+            return chunk_size or _plan.chunk_size(
+                rows.shape[0],
+                kernel.shape[1] or 1,
+                hidden.dtype,
+                logit_soft_cap is not None,
+                gradients,
+            )
+
         inputs = _loop.Inputs(rows, kernel, bias, safe, valid)
-        loss, z_term = _fused(inputs, opts, chunk, precompute, return_z_loss)
+        loss, z_term = _fused(
+            inputs, opts, (plan(precompute), plan(True)), precompute, return_z_loss
+        )
         if in_range is not None:
             nan = tf.fill(tf.shape(loss), float("nan"))
             loss = tf.where(in_range, loss, nan)
@@ -170,8 +178,11 @@ def _call(
     )
 
 
-def _fused(inputs, opts, chunk, precompute, return_z_loss):
+def _fused(inputs, opts, chunks, precompute, return_z_loss):
+    """The call as a `tf.custom_gradient`; `chunks` is (the forward loop's chunk, the backward
+    loop's), which differ when the forward pass computes the loss only."""
     has_bias = inputs.bias is not None
+    chunk, gradient_chunk = chunks
 
     @tf.custom_gradient
     def fused(*params):
@@ -192,7 +203,7 @@ def _fused(inputs, opts, chunk, precompute, return_z_loss):
             skip, start = tf.constant(False), ()
             if saved is not None:
                 skip, start = _scaled(saved, weight, z_weight, ins.valid)
-            grads = _call(ins, opts, chunk, weight, z_weight, skip, start)
+            grads = _call(ins, opts, gradient_chunk, weight, z_weight, skip, start)
             return _first_order_only(*[tf.cast(grads[i], p.dtype) for i, p in enumerate(params)])
 
         return (loss, z_term), grad

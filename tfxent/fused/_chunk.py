@@ -7,9 +7,10 @@ For logits x = cap·tanh(z/cap) (or z), z = h·W + b, label y, smoothing ε, z-l
     loss = lse − (1 − ε)·x_y − (ε / V)·Σ_j x_j + ζ·lse²
     ∂loss/∂x_j = (1 + 2ζ·lse)·softmax_j − (1 − ε)·[j = y] − ε / V
 
-The softmax statistics and g·(softmax − onehot) come from tfxent's sparse row kernels
-(`TfxentSparseSoftmaxXent`, `TfxentSparseSoftmaxXentGrad`); the other terms are small
-corrections. The composite backend writes the same mathematics in TF primitives for XLA.
+The softmax statistics come from tfxent's sparse row kernel (`TfxentSparseSoftmaxXent`), the
+whole logit gradient from one pass of `TfxentFusedLogitGradient` (tfxent/cc/fused_ops.cc)
+over the logits, in place. The composite backend writes the same mathematics in TF
+primitives for XLA.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import tensorflow as tf
 from tfxent import _backend, _ops
 
 F32 = tf.float32
+
+# TF differentiates the chunk loop's body when it builds the loop's gradient function, even
+# though the fused head's backward pass never uses it; the logit gradient's own gradient is
+# second order, which `_api._first_order_only` refuses with a clear error.
+tf.no_gradient("TfxentFusedLogitGradient")
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ class Stats:
     lse: tf.Tensor
     loss: tf.Tensor  # the full per-token loss, z-loss included
     z_term: tf.Tensor
-    kernel_stats: tf.Tensor | None  # the row kernels' saved (max, Σexp, ·), float64
+    lse64: tf.Tensor | None = None  # lse in float64, from the row kernel's statistics (op path)
 
 
 def logits(h: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None, opts: Options) -> tf.Tensor:
@@ -87,14 +93,15 @@ def logits(h: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None, opts: Option
 
 def statistics(x: tf.Tensor, labels: tf.Tensor, opts: Options) -> Stats:
     """The loss terms of each row of x against labels (every label in range)."""
-    kernel_stats = None
+    lse64 = None
     if opts.composite:
         lse = tf.reduce_logsumexp(tf.cast(x, F32), axis=1)
         x_label = tf.gather(x, labels, axis=1, batch_dims=1)
     else:
         _, kernel_stats = _ops._library().tfxent_sparse_softmax_xent(x, labels)
         # lse = max + log Σ exp(x − max), from the kernel's float64 statistics.
-        lse = tf.cast(kernel_stats[:, 0] + tf.math.log(kernel_stats[:, 1]), F32)
+        lse64 = kernel_stats[:, 0] + tf.math.log(kernel_stats[:, 1])
+        lse = tf.cast(lse64, F32)
         with tf.control_dependencies([kernel_stats]):  # the kernel checks the label range
             x_label = tf.gather(x, labels, axis=1, batch_dims=1)
     x_label = tf.cast(x_label, F32)
@@ -104,7 +111,7 @@ def statistics(x: tf.Tensor, labels: tf.Tensor, opts: Options) -> Stats:
         mean_x = tf.reduce_mean(tf.cast(x, F32), axis=1)
         loss = lse - (1.0 - eps) * x_label - eps * mean_x
     z_term = opts.z_loss * tf.square(lse) if opts.zeta else tf.zeros_like(lse)
-    return Stats(x, lse, loss + z_term, z_term, kernel_stats)
+    return Stats(x, lse, loss + z_term, z_term, lse64)
 
 
 def logit_gradient(
@@ -122,30 +129,31 @@ def logit_gradient(
     x = stats.x
     softmax_scale = weight + 2.0 * opts.z_loss * stats.lse * z_weight
     label_scale = weight * (1.0 - opts.label_smoothing)
+    uniform = weight * (opts.label_smoothing / tf.cast(tf.shape(x)[1], F32))
     if opts.composite:
         xf = tf.cast(x, F32)
         probs = tf.exp(xf - stats.lse[:, None])
         onehot = tf.one_hot(labels, tf.shape(x)[1], dtype=F32)
         grad = softmax_scale[:, None] * probs - label_scale[:, None] * onehot
-    else:
-        # The kernel writes softmax_scale·(softmax − onehot) in one pass; the label's
-        # coefficient is then corrected where it differs (z-loss, smoothing).
-        grad = _ops._library().tfxent_sparse_softmax_xent_grad(
-            x, labels, stats.kernel_stats, tf.cast(softmax_scale, x.dtype)
+        if opts.smoothing:
+            grad -= uniform[:, None]
+        if opts.soft_cap is not None:
+            # d(cap·tanh(z/cap))/dz = 1 − tanh² = 1 − (x/cap)².
+            grad *= 1.0 - tf.square(xf / opts.soft_cap)
+        return tf.cast(grad, out_dtype)
+    # One pass over the block, written over x: every other reader of x (the loss's label
+    # gather and mean) runs first, so that TF can hand x's buffer to the gradient.
+    f64 = tf.float64
+    with tf.control_dependencies([stats.loss]):
+        grad = _ops._library().tfxent_fused_logit_gradient(
+            x,
+            labels,
+            stats.lse64,
+            tf.cast(softmax_scale, f64),
+            tf.cast(label_scale, f64),
+            tf.cast(uniform, f64),
+            tf.cast(0.0 if opts.soft_cap is None else opts.soft_cap, f64),
         )
-        if opts.zeta or opts.smoothing:
-            rows = tf.range(tf.shape(labels)[0], dtype=labels.dtype)
-            grad = tf.tensor_scatter_nd_add(
-                grad,
-                tf.stack([rows, labels], axis=1),
-                tf.cast(softmax_scale - label_scale, grad.dtype),
-            )
-    if opts.smoothing:
-        vocab = tf.cast(tf.shape(x)[1], F32)
-        grad = grad - tf.cast(weight * opts.label_smoothing / vocab, grad.dtype)[:, None]
-    if opts.soft_cap is not None:
-        # d(cap·tanh(z/cap))/dz = 1 − tanh² = 1 − (x/cap)².
-        grad = tf.cast(grad, F32) * (1.0 - tf.square(tf.cast(x, F32) / opts.soft_cap))
     return tf.cast(grad, out_dtype)
 
 

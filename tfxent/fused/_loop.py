@@ -39,11 +39,66 @@ class Result:
     d_bias: tf.Tensor | None = None  # [V] float32
 
 
-def _chunked(t: tf.Tensor, chunks, chunk, pad, fill) -> tf.Tensor:
-    """t [N, ...] padded with `fill` to chunks·chunk rows and reshaped to [chunks, chunk, ...]."""
-    paddings = [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)
-    padded = tf.pad(t, paddings, constant_values=fill)
-    return tf.reshape(padded, tf.concat([[chunks, chunk], tf.shape(t)[1:]], axis=0))
+class _Chunking:
+    """How the rows are cut into chunks of `chunk` rows.
+
+    Padded (the composite path): XLA needs static shapes, so every per-row input is padded
+    to whole chunks and reshaped to [chunks, chunk, ...], a copy of each; the padding rows
+    carry zero weight. Sliced (the op path): TF's kernels take any shape, so chunk i is rows
+    [i·chunk, min((i + 1)·chunk, N)) of the inputs themselves and the last chunk is shorter:
+    nothing of size N is copied, which at N = 4096, D = 1024 saves five [N, D] copies
+    (docs/fused.md#memory)."""
+
+    def __init__(self, n: tf.Tensor, static_n: int | None, chunk, padded: bool):
+        self.n, self.chunk, self.padded = n, chunk, padded
+        if padded and isinstance(chunk, int) and static_n is not None:
+            # A constant trip count and TensorArray size, as XLA needs.
+            self.count = max(1, -(-static_n // chunk))
+            self.pad = self.count * chunk - static_n
+            self.rows = chunk
+        else:  # shapes and chunk known only at run time (eager calls' relaxed traces)
+            self.count = tf.maximum(1, (n + chunk - 1) // chunk)
+            self.pad = self.count * chunk - n
+            self.rows = chunk if padded and isinstance(chunk, int) else None
+
+    def split(self, t: tf.Tensor) -> tf.Tensor:
+        """t [N, ...] ready for `take`: padded with zeros and reshaped, or as it is."""
+        if not self.padded:
+            return t
+        padded = tf.pad(t, [[0, self.pad]] + [[0, 0]] * (t.shape.rank - 1))
+        return tf.reshape(padded, tf.concat([[self.count, self.chunk], tf.shape(t)[1:]], 0))
+
+    def take(self, split: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
+        """Chunk i of a `split` tensor."""
+        if self.padded:
+            return split[i]
+        begin = i * self.chunk
+        return split[begin : tf.minimum(begin + self.chunk, self.n)]
+
+    def put(self, split: tf.Tensor, i: tf.Tensor, value: tf.Tensor) -> tf.Tensor:
+        """`split` with chunk i replaced by value (in place when TF can forward the buffer)."""
+        if self.padded:
+            return tf.tensor_scatter_nd_update(split, [[i]], value[None])
+        rows = tf.range(i * self.chunk, i * self.chunk + tf.shape(value)[0])
+        return tf.tensor_scatter_nd_update(split, rows[:, None], value)
+
+    def join(self, split: tf.Tensor) -> tf.Tensor:
+        """The [N, ...] rows of a `split` tensor."""
+        if not self.padded:
+            return split
+        return tf.reshape(split, tf.concat([[-1], tf.shape(split)[2:]], 0))[: self.n]
+
+    def array(self) -> tf.TensorArray:
+        """A TensorArray for one float32 value per row, a chunk per element."""
+        return tf.TensorArray(
+            F32, size=self.count, element_shape=[self.rows], infer_shape=self.padded
+        )
+
+    def rows_of(self, array: tf.TensorArray) -> tf.Tensor:
+        """The [N] values of an `array`."""
+        if not self.padded:
+            return array.concat()
+        return tf.reshape(array.stack(), [-1])[: self.n]
 
 
 @tf.RegisterGradient("TfxentFusedAddColumns")
@@ -100,35 +155,22 @@ def run(
     (which grappler cannot sort, and then leaves the whole step unoptimised)."""
     h, kernel, bias = inputs.hidden, inputs.kernel, inputs.bias
     n = tf.shape(h, out_type=tf.int32)[0]
-    static_n = h.shape[0]
-    if isinstance(chunk, int) and static_n is not None:
-        # A constant trip count and TensorArray size, as XLA needs.
-        chunks = max(1, -(-static_n // chunk))
-        pad = chunks * chunk - static_n
-        rows = chunk
-    else:  # shapes and chunk known only at run time (eager calls' relaxed traces)
-        chunks = tf.maximum(1, (n + chunk - 1) // chunk)
-        pad = chunks * chunk - n
-        rows = None
-    h_c = _chunked(h, chunks, chunk, pad, 0)
-    labels_c = _chunked(inputs.labels, chunks, chunk, pad, 0)
+    cut = _Chunking(n, h.shape[0], chunk, padded=opts.composite)
+    h_c = cut.split(h)
+    labels_c = cut.split(inputs.labels)
     grads = weight is not None
     weights_c = None
     if grads:
-        weights_c = (
-            _chunked(weight, chunks, chunk, pad, 0),
-            _chunked(z_weight, chunks, chunk, pad, 0),
-        )
-    iterations = chunks if skip is None else tf.where(skip, 0, chunks)
+        weights_c = (cut.split(weight), cut.split(z_weight))
+    iterations = cut.count if skip is None else tf.where(skip, 0, cut.count)
 
-    loss_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
-    z_ta = tf.TensorArray(F32, size=chunks, element_shape=[rows])
+    loss_ta, z_ta = cut.array(), cut.array()
     acc_dtype = F32 if kernel.dtype in (tf.float16, tf.bfloat16) else kernel.dtype
     vocab = tf.shape(kernel)[1]
     no_grad = tf.zeros([], acc_dtype)
     d_hidden, d_kernel, d_bias = no_grad, no_grad, tf.zeros([], F32)
     if grads and start is not None:
-        d_hidden = _chunked(start.d_hidden, chunks, chunk, pad, 0)
+        d_hidden = cut.split(start.d_hidden)
         d_kernel, d_bias = start.d_kernel, start.d_bias if bias is not None else d_bias
     elif grads:
         d_hidden = tf.zeros_like(h_c)
@@ -136,18 +178,17 @@ def run(
         d_bias = tf.zeros([vocab], F32) if bias is not None else d_bias
 
     def body(i, loss_ta, z_ta, d_hidden, d_kernel, d_bias):
-        h_i = h_c[i]
-        labels_i = labels_c[i]
+        h_i = cut.take(h_c, i)
+        labels_i = cut.take(labels_c, i)
         stats = _chunk.statistics(_chunk.logits(h_i, kernel, bias, opts), labels_i, opts)
         if losses:
             loss_ta = loss_ta.write(i, stats.loss)
             z_ta = z_ta.write(i, stats.z_term)
         if grads:
-            g = _chunk.logit_gradient(
-                stats, labels_i, weights_c[0][i], weights_c[1][i], opts, kernel.dtype
-            )
+            weight_i, z_weight_i = (cut.take(w, i) for w in weights_c)
+            g = _chunk.logit_gradient(stats, labels_i, weight_i, z_weight_i, opts, kernel.dtype)
             dh = tf.matmul(g, kernel, transpose_b=True)
-            d_hidden = tf.tensor_scatter_nd_update(d_hidden, [[i]], dh[None])
+            d_hidden = cut.put(d_hidden, i, dh)
             d_kernel = _accumulate_kernel_gradient(d_kernel, h_i, g, opts)
             if bias is not None:
                 d_bias += tf.reduce_sum(tf.cast(g, F32), axis=0)
@@ -163,10 +204,10 @@ def run(
     if losses:
         valid = inputs.valid
         zero = tf.zeros_like(valid, F32)
-        result.loss = tf.where(valid, tf.reshape(loss_ta.stack(), [-1])[:n], zero)
-        result.z_term = tf.where(valid, tf.reshape(z_ta.stack(), [-1])[:n], zero)
+        result.loss = tf.where(valid, cut.rows_of(loss_ta), zero)
+        result.z_term = tf.where(valid, cut.rows_of(z_ta), zero)
     if grads:
-        result.d_hidden = tf.reshape(d_hidden, [-1, tf.shape(h)[1]])[:n]
+        result.d_hidden = cut.join(d_hidden)
         result.d_kernel = d_kernel
         if bias is not None:
             result.d_bias = d_bias
